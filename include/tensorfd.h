@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tensorfd: hand tensors to another process without copying them.
+ *
+ * A tensor lives in a buffer (a sealed memfd). A message names several
+ * tensors by buffer, offset and DLPack-style layout. A channel carries
+ * messages between two processes over a Unix SOCK_SEQPACKET socket; a
+ * buffer's fd crosses a channel once, later messages only name it.
+ *
+ * Every fallible call returns 0 (or a count) on success and a negative
+ * errno value on failure. See tensorfd(7).
+ */
+#ifndef TENSORFD_H
+#define TENSORFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TFD_VERSION_MAJOR	0
+#define TFD_VERSION_MINOR	1
+
+/* Limits; a peer that exceeds them is refused. */
+#define TFD_MAX_NDIM		32
+#define TFD_NAME_MAX		64	/* including the terminating NUL */
+#define TFD_MAX_TENSORS		64	/* per message */
+#define TFD_MAX_USER_DATA	4096	/* bytes of user data per message */
+
+/* DLPack's DLDataTypeCode values. */
+enum tfd_dtype_code {
+	TFD_INT = 0,
+	TFD_UINT = 1,
+	TFD_FLOAT = 2,
+	TFD_BFLOAT = 4,
+	TFD_COMPLEX = 5,
+	TFD_BOOL = 6,
+};
+
+/* DLPack's DLDeviceType values; only TFD_DEVICE_CPU is carried so far. */
+enum tfd_device_type {
+	TFD_DEVICE_CPU = 1,
+	TFD_DEVICE_CUDA = 2,
+	TFD_DEVICE_CUDA_HOST = 3,
+};
+
+struct tfd_dtype {
+	uint8_t code;		/* enum tfd_dtype_code */
+	uint8_t bits;		/* bits per lane */
+	uint16_t lanes;		/* 1 for scalars */
+};
+
+struct tfd_device {
+	int32_t type;		/* enum tfd_device_type */
+	int32_t id;
+};
+
+/*
+ * The layout of one tensor inside a buffer, as DLPack describes it:
+ * strides count elements, not bytes; byte_offset is where element
+ * [0, 0, ...] lies from the start of the buffer.
+ */
+struct tfd_layout {
+	struct tfd_dtype dtype;
+	int32_t ndim;
+	struct tfd_device device;
+	uint64_t byte_offset;
+	int64_t shape[TFD_MAX_NDIM];
+	int64_t strides[TFD_MAX_NDIM];
+};
+
+struct tfd_buffer;
+struct tfd_message;
+struct tfd_channel;
+struct tfd_listener;
+
+/* Layouts */
+int tfd_layout_init(struct tfd_layout *layout, struct tfd_dtype dtype, int ndim,
+		    const int64_t *shape);
+int tfd_layout_validate(const struct tfd_layout *layout);
+int tfd_layout_span(const struct tfd_layout *layout, uint64_t *lo, uint64_t *hi);
+int tfd_layout_nbytes(const struct tfd_layout *layout, uint64_t *ret);
+bool tfd_layout_is_contiguous(const struct tfd_layout *layout);
+
+/* Buffers */
+enum {
+	TFD_BUFFER_POPULATE = 1u << 0,	/* prefault every page at creation */
+};
+
+int tfd_buffer_new(uint64_t size, unsigned int flags, struct tfd_buffer **ret);
+struct tfd_buffer *tfd_buffer_ref(struct tfd_buffer *buf);
+struct tfd_buffer *tfd_buffer_unref(struct tfd_buffer *buf);
+void *tfd_buffer_data(const struct tfd_buffer *buf);
+uint64_t tfd_buffer_size(const struct tfd_buffer *buf);
+int tfd_buffer_fd(const struct tfd_buffer *buf);
+bool tfd_buffer_is_writable(const struct tfd_buffer *buf);
+unsigned int tfd_buffer_loans(const struct tfd_buffer *buf);
+
+/* Messages */
+int tfd_message_new(struct tfd_message **ret);
+struct tfd_message *tfd_message_ref(struct tfd_message *msg);
+struct tfd_message *tfd_message_unref(struct tfd_message *msg);
+int tfd_message_add_tensor(struct tfd_message *msg, const char *name, struct tfd_buffer *buf,
+			   const struct tfd_layout *layout);
+int tfd_message_set_user_data(struct tfd_message *msg, const void *data, size_t len);
+const void *tfd_message_get_user_data(const struct tfd_message *msg, size_t *len);
+int tfd_message_count(const struct tfd_message *msg);
+int tfd_message_find(const struct tfd_message *msg, const char *name);
+const char *tfd_message_name(const struct tfd_message *msg, unsigned int index);
+const struct tfd_layout *tfd_message_layout(const struct tfd_message *msg, unsigned int index);
+struct tfd_buffer *tfd_message_buffer(const struct tfd_message *msg, unsigned int index);
+void *tfd_message_data(const struct tfd_message *msg, unsigned int index);
+uint64_t tfd_message_seq(const struct tfd_message *msg);
+uint64_t tfd_message_timestamp(const struct tfd_message *msg);
+
+/* Channels */
+struct tfd_channel_stats {
+	uint64_t messages_sent;
+	uint64_t messages_received;
+	uint64_t fds_sent;		/* buffer fds passed with SCM_RIGHTS */
+	uint64_t fds_received;
+	uint64_t releases_sent;
+	uint64_t releases_received;
+	uint64_t buffers_mapped;	/* receiver mappings currently held */
+	uint64_t messages_in_flight;	/* sent, not yet released by the peer */
+};
+
+int tfd_channel_pair(struct tfd_channel **ret0, struct tfd_channel **ret1);
+int tfd_channel_connect(const char *path, struct tfd_channel **ret);
+struct tfd_channel *tfd_channel_ref(struct tfd_channel *ch);
+struct tfd_channel *tfd_channel_unref(struct tfd_channel *ch);
+int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg);
+int tfd_channel_recv(struct tfd_channel *ch, int timeout_ms, struct tfd_message **ret);
+int tfd_channel_dispatch(struct tfd_channel *ch, int timeout_ms);
+int tfd_channel_get_fd(const struct tfd_channel *ch);
+int tfd_channel_set_send_timeout(struct tfd_channel *ch, int timeout_ms);
+int tfd_channel_get_stats(const struct tfd_channel *ch, struct tfd_channel_stats *stats);
+const char *tfd_channel_backend(const struct tfd_channel *ch);
+const char *tfd_channel_strerror(const struct tfd_channel *ch);
+
+int tfd_listener_new(const char *path, struct tfd_listener **ret);
+struct tfd_listener *tfd_listener_unref(struct tfd_listener *l);
+int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struct tfd_channel **ret);
+int tfd_listener_get_fd(const struct tfd_listener *l);
+
+/* Logging: the library prints nothing unless a callback is set. */
+enum tfd_log_level {
+	TFD_LOG_ERR = 3,
+	TFD_LOG_WARNING = 4,
+	TFD_LOG_INFO = 6,
+	TFD_LOG_DEBUG = 7,
+};
+
+typedef void (*tfd_log_fn)(int level, const char *msg, void *userdata);
+void tfd_set_log_fn(tfd_log_fn fn, void *userdata);
+const char *tfd_last_error(void);
+
+/* Helpers for __attribute__((cleanup)). */
+static inline void tfd_buffer_unrefp(struct tfd_buffer **p)
+{
+	tfd_buffer_unref(*p);
+}
+
+static inline void tfd_message_unrefp(struct tfd_message **p)
+{
+	tfd_message_unref(*p);
+}
+
+static inline void tfd_channel_unrefp(struct tfd_channel **p)
+{
+	tfd_channel_unref(*p);
+}
+
+static inline void tfd_listener_unrefp(struct tfd_listener **p)
+{
+	tfd_listener_unref(*p);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

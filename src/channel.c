@@ -1,0 +1,960 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Channels: the point-to-point protocol over a SOCK_SEQPACKET socket.
+ *
+ * Sender side: tx_known holds the buffers whose fd this peer already has
+ * (one reference each); inflight maps a message's sequence number to the
+ * buffers it named, each with a loan, until the peer releases it. Buffers
+ * that only tx_known still holds are forgotten (WIRE_FORGET) on a later send.
+ *
+ * Receiver side: rx_bufs maps the peer's buffer ids to read-only mappings;
+ * every received message is on the rx list until it dies, when its id is
+ * released back to the sender.
+ *
+ * Anything malformed from the peer ends the channel: the call that met it
+ * returns the specific error, the reason is in tfd_channel_strerror(), every
+ * fd that arrived is closed, and later calls return the same error.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "notify.h"
+#include "wire.h"
+
+#define RXQ_MAX		4096	/* messages queued while the caller was sending */
+#define RX_BUFS_MAX	4096	/* buffers one peer may have us map */
+
+struct inflight {
+	unsigned int n;
+	struct tfd_buffer *bufs[];
+};
+
+struct tfd_channel {
+	unsigned int refs;
+	int sockfd;
+	bool notify_open;
+	struct notify notify;
+	bool peer_hello;
+	int dead;		/* 0, or the error that ended the channel */
+	int send_timeout_ms;
+	uint64_t next_seq;
+
+	struct idmap tx_known;
+	size_t sweep_at;
+	struct idmap inflight;
+
+	struct idmap rx_bufs;
+	struct tfd_message *rx_live;
+
+	struct tfd_message **rxq;
+	size_t rxq_head, rxq_len, rxq_cap;
+
+	uint64_t *rel;
+	size_t rel_len, rel_cap;
+
+	struct tfd_channel_stats stats;
+	struct wire_msg_info *scratch;
+	char *txbuf;
+	char err[256];
+};
+
+static int ch_fail(struct tfd_channel *ch, int err, const char *fmt, ...) TFD_PRINTF(3, 4);
+
+static int ch_fail(struct tfd_channel *ch, int err, const char *fmt, ...)
+{
+	va_list ap;
+	char line[256];
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	return tfd_fail(ch->err, sizeof(ch->err), err, "%s", line);
+}
+
+static void close_fds(struct rx_packet *pkt)
+{
+	while (pkt->nfds)
+		close(pkt->fds[--pkt->nfds]);
+}
+
+static void inflight_free(struct inflight *f)
+{
+	unsigned int i;
+
+	for (i = 0; i < f->n; i++) {
+		f->bufs[i]->loans--;
+		tfd_buffer_unref(f->bufs[i]);
+	}
+	free(f);
+}
+
+/* Drop every table: the peer will never release or name anything again. */
+static void ch_drop_state(struct tfd_channel *ch)
+{
+	struct idmap_slot *s;
+
+	idmap_foreach(&ch->inflight, s) inflight_free(s->val);
+	idmap_free(&ch->inflight);
+	idmap_foreach(&ch->tx_known, s) tfd_buffer_unref(s->val);
+	idmap_free(&ch->tx_known);
+	idmap_foreach(&ch->rx_bufs, s) tfd_buffer_unref(s->val);
+	idmap_free(&ch->rx_bufs);
+	ch->rel_len = 0;
+	ch->stats.buffers_mapped = 0;
+	ch->stats.messages_in_flight = 0;
+}
+
+/* The peer broke the protocol or went away: end the channel with err. */
+static int ch_break(struct tfd_channel *ch, int err)
+{
+	if (ch->dead)
+		return ch->dead;
+	ch->dead = err;
+	shutdown(ch->sockfd, SHUT_RDWR);
+	ch_drop_state(ch);
+	tfd_log(TFD_LOG_WARNING, "channel ended: %s", ch->err);
+	return err;
+}
+
+static int ch_notify(struct tfd_channel *ch)
+{
+	int r;
+
+	if (ch->notify_open)
+		return 0;
+	r = notify_open(&ch->notify, ch->sockfd);
+	if (r < 0)
+		return ch_fail(ch, r, "cannot set up the notification channel: %s", strerror(-r));
+	ch->notify_open = true;
+	return 0;
+}
+
+static int wait_ms(uint64_t deadline)
+{
+	uint64_t now = tfd_now_ns();
+
+	if (now >= deadline)
+		return 0;
+	return (int)((deadline - now + 999999) / 1000000);
+}
+
+static uint64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+}
+
+static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_message **ret);
+
+/* Keep a message that arrived while the caller was doing something else. */
+static int ch_enqueue(struct tfd_channel *ch, struct tfd_message *m)
+{
+	if (ch->rxq_len == ch->rxq_cap) {
+		tfd_message_unref(m);
+		return ch_fail(ch, -ENOBUFS, "more than %d messages queued: call tfd_channel_recv()",
+			       RXQ_MAX);
+	}
+	ch->rxq[(ch->rxq_head + ch->rxq_len++) % ch->rxq_cap] = m;
+	return 0;
+}
+
+/* Wait until the socket takes more, handling what arrives meanwhile. */
+static int ch_wait_writable(struct tfd_channel *ch, uint64_t deadline)
+{
+	struct pollfd pfd[2];
+	struct rx_packet pkt;
+	struct tfd_message *m;
+	int r, ms;
+
+	r = ch_notify(ch);
+	if (r < 0)
+		return r;
+	pfd[0] = (struct pollfd){ .fd = ch->sockfd, .events = POLLOUT };
+	pfd[1] = (struct pollfd){ .fd = notify_fd(&ch->notify), .events = POLLIN };
+	ms = deadline == UINT64_MAX ? -1 : wait_ms(deadline);
+	if (ms == 0)
+		return ch_fail(ch, -ETIMEDOUT, "peer does not take messages (send timeout)");
+	r = poll(pfd, 2, ms);
+	if (r < 0)
+		return -errno;
+	if (r == 0)
+		return ch_fail(ch, -ETIMEDOUT, "peer does not take messages (send timeout)");
+	if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+		r = notify_next(&ch->notify, 0, &pkt);
+		if (r == 1) {
+			m = NULL;
+			r = ch_process(ch, &pkt, &m);
+			if (r < 0)
+				return r;
+			if (m)
+				return ch_enqueue(ch, m);
+		} else if (r == -ECONNRESET) {
+			ch_fail(ch, r, "peer closed the channel");
+			return ch_break(ch, r);
+		} else if (r < 0 && r != -EAGAIN) {
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int ch_sendmsg(struct tfd_channel *ch, const void *data, size_t len, const int *fds,
+		      unsigned int nfds, uint64_t deadline)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * TFD_MAX_TENSORS)] __attribute__((aligned(8)));
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+	int r;
+
+	if (nfds) {
+		memset(cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	}
+	for (;;) {
+		if (sendmsg(ch->sockfd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+			return 0;
+		switch (errno) {
+		case EINTR:
+			continue;
+		case EAGAIN:
+			r = ch_wait_writable(ch, deadline);
+			if (r < 0)
+				return r;
+			if (ch->dead)
+				return ch->dead;
+			continue;
+		case EPIPE:
+		case ECONNRESET:
+		case ENOTCONN:
+			ch_fail(ch, -ECONNRESET, "peer closed the channel");
+			return ch_break(ch, -ECONNRESET);
+		default:
+			return ch_fail(ch, -errno, "sendmsg: %s", strerror(errno));
+		}
+	}
+}
+
+static int send_ids(struct tfd_channel *ch, uint16_t type, const uint64_t *ids, size_t n,
+		    uint64_t deadline)
+{
+	struct wire_ids *w = (struct wire_ids *)ch->txbuf;
+	size_t chunk, len;
+	int r;
+
+	while (n) {
+		chunk = n < WIRE_MAX_IDS ? n : WIRE_MAX_IDS;
+		len = sizeof(*w) + chunk * sizeof(uint64_t);
+		wire_hdr_init(&w->h, type, (uint32_t)len);
+		w->count = (uint32_t)chunk;
+		w->pad = 0;
+		memcpy(w + 1, ids, chunk * sizeof(uint64_t));
+		r = ch_sendmsg(ch, w, len, NULL, 0, deadline);
+		if (r < 0)
+			return r;
+		ids += chunk;
+		n -= chunk;
+	}
+	return 0;
+}
+
+/* Send the releases of messages that died; never blocks. */
+static void ch_flush_releases(struct tfd_channel *ch)
+{
+	struct wire_ids *w;
+	size_t chunk, len;
+	char buf[sizeof(struct wire_ids) + 64 * sizeof(uint64_t)];
+
+	w = (struct wire_ids *)buf;
+	while (ch->rel_len && !ch->dead) {
+		chunk = ch->rel_len < 64 ? ch->rel_len : 64;
+		len = sizeof(*w) + chunk * sizeof(uint64_t);
+		wire_hdr_init(&w->h, WIRE_RELEASE, (uint32_t)len);
+		w->count = (uint32_t)chunk;
+		w->pad = 0;
+		memcpy(w + 1, ch->rel + ch->rel_len - chunk, chunk * sizeof(uint64_t));
+		if (send(ch->sockfd, w, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			if (errno != EAGAIN && errno != EINTR) {
+				ch_fail(ch, -ECONNRESET, "peer closed the channel");
+				ch_break(ch, -ECONNRESET);
+			}
+			return;
+		}
+		ch->rel_len -= chunk;
+		ch->stats.releases_sent += chunk;
+	}
+}
+
+void channel_release(struct tfd_channel *ch, struct tfd_message *msg)
+{
+	uint64_t *rel;
+
+	if (msg->rx_prev)
+		msg->rx_prev->rx_next = msg->rx_next;
+	else
+		ch->rx_live = msg->rx_next;
+	if (msg->rx_next)
+		msg->rx_next->rx_prev = msg->rx_prev;
+	msg->rx_channel = NULL;
+	if (ch->dead)
+		return;
+	if (ch->rel_len == ch->rel_cap) {
+		size_t cap = ch->rel_cap ? ch->rel_cap * 2 : 16;
+
+		rel = realloc(ch->rel, cap * sizeof(*rel));
+		if (!rel) {
+			/* Cannot remember it: the sender would wait forever. */
+			ch_fail(ch, -ENOMEM, "out of memory recording a release");
+			ch_break(ch, -ENOMEM);
+			return;
+		}
+		ch->rel = rel;
+		ch->rel_cap = cap;
+	}
+	ch->rel[ch->rel_len++] = msg->rx_id;
+	ch_flush_releases(ch);
+}
+
+static int handle_hello(struct tfd_channel *ch, struct rx_packet *pkt)
+{
+	struct wire_hello h;
+	int r;
+
+	if (ch->peer_hello)
+		return ch_fail(ch, -EBADMSG, "peer sent a second hello");
+	r = wire_decode_hello(pkt->data, pkt->len, &h, ch->err, sizeof(ch->err));
+	if (r < 0)
+		return r;
+	ch->peer_hello = true;
+	return 0;
+}
+
+static int handle_release(struct tfd_channel *ch, struct rx_packet *pkt)
+{
+	const uint64_t *ids;
+	struct inflight *f;
+	uint32_t n, i;
+	uint64_t id;
+	int r;
+
+	r = wire_decode_ids(pkt->data, pkt->len, &ids, &n, ch->err, sizeof(ch->err));
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		memcpy(&id, &ids[i], sizeof(id));
+		f = idmap_del(&ch->inflight, id);
+		if (!f)
+			return ch_fail(ch, -EBADMSG, "peer released message %llu that it does not hold",
+				       (unsigned long long)id);
+		inflight_free(f);
+		ch->stats.releases_received++;
+	}
+	ch->stats.messages_in_flight = ch->inflight.count;
+	return 0;
+}
+
+static int handle_forget(struct tfd_channel *ch, struct rx_packet *pkt)
+{
+	const uint64_t *ids;
+	struct tfd_buffer *b;
+	uint32_t n, i;
+	uint64_t id;
+	int r;
+
+	r = wire_decode_ids(pkt->data, pkt->len, &ids, &n, ch->err, sizeof(ch->err));
+	if (r < 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		memcpy(&id, &ids[i], sizeof(id));
+		b = idmap_del(&ch->rx_bufs, id);
+		if (!b)
+			return ch_fail(ch, -EBADMSG, "peer forgot buffer %llu that it never sent",
+				       (unsigned long long)id);
+		/* Messages still holding it keep the mapping alive. */
+		tfd_buffer_unref(b);
+	}
+	ch->stats.buffers_mapped = ch->rx_bufs.count;
+	return 0;
+}
+
+static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
+			  struct rx_packet *pkt)
+{
+	struct tfd_buffer *b;
+	unsigned int i;
+	int r;
+
+	if (pkt->nfds != w->n_newbufs)
+		return ch_fail(ch, -EBADMSG, "message announces %u buffers but carries %u fds",
+			       w->n_newbufs, pkt->nfds);
+	if (ch->rx_bufs.count + w->n_newbufs > RX_BUFS_MAX)
+		return ch_fail(ch, -ENOBUFS, "peer wants more than %d buffers mapped", RX_BUFS_MAX);
+	for (i = 0; i < w->n_newbufs; i++)
+		if (idmap_get(&ch->rx_bufs, w->newbufs[i].id))
+			return ch_fail(ch, -EBADMSG, "peer sent buffer %llu twice",
+				       (unsigned long long)w->newbufs[i].id);
+	r = idmap_reserve(&ch->rx_bufs, w->n_newbufs);
+	if (r < 0)
+		return ch_fail(ch, r, "out of memory");
+	for (i = 0; i < w->n_newbufs; i++) {
+		/* buffer_import() owns the fd from here, even when it fails */
+		int fd = pkt->fds[i];
+
+		pkt->fds[i] = -1;
+		r = buffer_import(fd, w->newbufs[i].size, ch->err, sizeof(ch->err), &b);
+		if (r < 0) {
+			for (i++; i < pkt->nfds; i++)
+				close(pkt->fds[i]);
+			pkt->nfds = 0;
+			return r;
+		}
+		idmap_put(&ch->rx_bufs, w->newbufs[i].id, b);
+		ch->stats.fds_received++;
+	}
+	pkt->nfds = 0;
+	ch->stats.buffers_mapped = ch->rx_bufs.count;
+	return 0;
+}
+
+static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_message **ret)
+{
+	struct wire_msg_info *w = ch->scratch;
+	struct tfd_message *m;
+	struct tensor_entry *t;
+	struct tfd_buffer *b;
+	unsigned int i;
+	int r;
+
+	r = wire_decode_msg(pkt->data, pkt->len, w, ch->err, sizeof(ch->err));
+	if (r < 0)
+		return r;
+	r = import_buffers(ch, w, pkt);
+	if (r < 0)
+		return r;
+	r = message_new_received(w->n_tensors, &m);
+	if (r < 0)
+		return ch_fail(ch, r, "out of memory");
+	for (i = 0; i < w->n_tensors; i++) {
+		b = idmap_get(&ch->rx_bufs, w->tensors[i].buf_id);
+		if (!b) {
+			tfd_message_unref(m);
+			return ch_fail(ch, -EBADMSG, "tensor '%s' names unknown buffer %llu",
+				       w->tensors[i].name, (unsigned long long)w->tensors[i].buf_id);
+		}
+		r = message_check_tensor(w->tensors[i].name, b, &w->tensors[i].layout);
+		if (r < 0) {
+			tfd_message_unref(m);
+			return ch_fail(ch, r, "%s", tfd_last_error());
+		}
+		t = &m->t[m->n++];
+		memcpy(t->name, w->tensors[i].name, sizeof(t->name));
+		t->layout = w->tensors[i].layout;
+		t->buf = tfd_buffer_ref(b);
+	}
+	if (w->user_len) {
+		m->user = malloc(w->user_len);
+		if (!m->user) {
+			tfd_message_unref(m);
+			return ch_fail(ch, -ENOMEM, "out of memory");
+		}
+		memcpy(m->user, w->user, w->user_len);
+		m->user_len = w->user_len;
+	}
+	m->seq = w->seq;
+	m->timestamp = w->timestamp;
+	m->rx_id = w->seq;
+	m->rx_channel = ch;
+	m->rx_next = ch->rx_live;
+	if (ch->rx_live)
+		ch->rx_live->rx_prev = m;
+	ch->rx_live = m;
+	ch->stats.messages_received++;
+	*ret = m;
+	return 0;
+}
+
+/*
+ * Handle one packet. A message is returned in *ret; control packets are
+ * consumed. Any error from the peer's data ends the channel.
+ */
+static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_message **ret)
+{
+	int type, r;
+
+	if (pkt->msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		r = ch_fail(ch, -EBADMSG, "peer sent an oversized packet or too many fds%s",
+			    pkt->msg_flags & MSG_CTRUNC ? " (control data truncated)" : "");
+		goto out;
+	}
+	type = wire_check_header(pkt->data, pkt->len, ch->err, sizeof(ch->err));
+	if (type < 0) {
+		r = type;
+		goto out;
+	}
+	if (!ch->peer_hello && type != WIRE_HELLO) {
+		r = ch_fail(ch, -EPROTO, "peer did not start with a hello");
+		goto out;
+	}
+	if (type != WIRE_MSG && pkt->nfds) {
+		r = ch_fail(ch, -EBADMSG, "control packet carries %u fds", pkt->nfds);
+		goto out;
+	}
+	switch (type) {
+	case WIRE_HELLO:
+		r = handle_hello(ch, pkt);
+		break;
+	case WIRE_RELEASE:
+		r = handle_release(ch, pkt);
+		break;
+	case WIRE_FORGET:
+		r = handle_forget(ch, pkt);
+		break;
+	default:
+		r = handle_msg(ch, pkt, ret);
+		break;
+	}
+out:
+	close_fds(pkt);
+	if (r < 0)
+		return ch_break(ch, r);
+	return 0;
+}
+
+/*
+ * Receive and handle packets until a message arrives (want_msg) or, for
+ * dispatch, until nothing more is there. Returns the packets handled or a
+ * negative errno.
+ */
+static int ch_pump(struct tfd_channel *ch, int timeout_ms, struct tfd_message **ret)
+{
+	uint64_t deadline = deadline_of(timeout_ms);
+	struct rx_packet pkt;
+	struct tfd_message *m;
+	int r, ms = timeout_ms, handled = 0;
+
+	r = ch_notify(ch);
+	if (r < 0)
+		return r;
+	for (;;) {
+		if (ch->dead)
+			return ch->dead;
+		r = notify_next(&ch->notify, ms, &pkt);
+		if (r == -ECONNRESET) {
+			ch_fail(ch, r, "peer closed the channel");
+			return ch_break(ch, r);
+		}
+		if (r == -EAGAIN || r == -ETIMEDOUT)
+			return !ret && handled ? handled : r;
+		if (r < 0)
+			return ch_fail(ch, r, "receiving: %s", strerror(-r));
+		m = NULL;
+		r = ch_process(ch, &pkt, &m);
+		if (r < 0)
+			return r;
+		handled++;
+		if (m) {
+			if (ret) {
+				*ret = m;
+				return handled;
+			}
+			r = ch_enqueue(ch, m);
+			if (r < 0)
+				return r;
+		}
+		/* dispatch drains without waiting once something was handled */
+		ms = ret ? (deadline == UINT64_MAX ? -1 : wait_ms(deadline)) : 0;
+		if (ret && ms == 0 && timeout_ms != 0)
+			return -ETIMEDOUT;
+	}
+}
+
+TFD_EXPORT int tfd_channel_recv(struct tfd_channel *ch, int timeout_ms, struct tfd_message **ret)
+{
+	struct tfd_message *m = NULL;
+	int r;
+
+	if (!ch || !ret)
+		return -EINVAL;
+	if (ch->rxq_len) {
+		*ret = ch->rxq[ch->rxq_head];
+		ch->rxq_head = (ch->rxq_head + 1) % ch->rxq_cap;
+		ch->rxq_len--;
+		return 0;
+	}
+	if (ch->dead)
+		return ch->dead;
+	ch_flush_releases(ch);
+	r = ch_pump(ch, timeout_ms, &m);
+	if (r < 0)
+		return r;
+	*ret = m;
+	return 0;
+}
+
+TFD_EXPORT int tfd_channel_dispatch(struct tfd_channel *ch, int timeout_ms)
+{
+	int r;
+
+	if (!ch)
+		return -EINVAL;
+	if (ch->dead)
+		return ch->dead;
+	ch_flush_releases(ch);
+	r = ch_pump(ch, timeout_ms, NULL);
+	if (r == -EAGAIN)
+		return 0;
+	return r;
+}
+
+/* Forget buffers that nobody but this channel holds any more. */
+static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
+{
+	struct idmap_slot *s;
+	uint64_t *ids;
+	size_t n = 0, i;
+	int r;
+
+	ids = malloc(ch->tx_known.count * sizeof(*ids) + 1);
+	if (!ids)
+		return -ENOMEM;
+	idmap_foreach(&ch->tx_known, s) {
+		struct tfd_buffer *b = s->val;
+
+		if (b->refs == 1)
+			ids[n++] = s->key;
+	}
+	r = n ? send_ids(ch, WIRE_FORGET, ids, n, deadline) : 0;
+	if (r == 0)
+		for (i = 0; i < n; i++)
+			tfd_buffer_unref(idmap_del(&ch->tx_known, ids[i]));
+	free(ids);
+	ch->sweep_at = ch->tx_known.count * 2 > 64 ? ch->tx_known.count * 2 : 64;
+	return r;
+}
+
+static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, uint64_t seq,
+			 uint64_t ts, struct tfd_buffer **newbufs, unsigned int n_new)
+{
+	char *p = ch->txbuf;
+	struct wire_msg *w = (struct wire_msg *)p;
+	unsigned int i;
+
+	memset(w, 0, sizeof(*w));
+	w->seq = seq;
+	w->timestamp = ts;
+	w->n_tensors = (uint16_t)msg->n;
+	w->n_newbufs = (uint16_t)n_new;
+	w->user_len = (uint32_t)msg->user_len;
+	p += sizeof(*w);
+	for (i = 0; i < n_new; i++, p += sizeof(struct wire_newbuf)) {
+		struct wire_newbuf nb = {
+			.id = newbufs[i]->id,
+			.size = newbufs[i]->size,
+			.kind = WIRE_BUF_MEMFD,
+		};
+
+		memcpy(p, &nb, sizeof(nb));
+	}
+	for (i = 0; i < msg->n; i++) {
+		const struct tensor_entry *t = &msg->t[i];
+		size_t name_len = strlen(t->name), pad = ((name_len + 7) & ~(size_t)7) - name_len;
+		size_t dims = (size_t)t->layout.ndim * sizeof(int64_t);
+		struct wire_tensor wt = {
+			.buf_id = t->buf->id,
+			.byte_offset = t->layout.byte_offset,
+			.code = t->layout.dtype.code,
+			.bits = t->layout.dtype.bits,
+			.lanes = t->layout.dtype.lanes,
+			.ndim = t->layout.ndim,
+			.device_type = t->layout.device.type,
+			.device_id = t->layout.device.id,
+			.name_len = (uint16_t)name_len,
+		};
+
+		memcpy(p, &wt, sizeof(wt));
+		p += sizeof(wt);
+		memcpy(p, t->name, name_len);
+		memset(p + name_len, 0, pad);
+		p += name_len + pad;
+		memcpy(p, t->layout.shape, dims);
+		p += dims;
+		memcpy(p, t->layout.strides, dims);
+		p += dims;
+	}
+	if (msg->user_len)
+		memcpy(p, msg->user, msg->user_len);
+	p += msg->user_len;
+	wire_hdr_init(&w->h, WIRE_MSG, (uint32_t)(p - ch->txbuf));
+	return (size_t)(p - ch->txbuf);
+}
+
+TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
+{
+	struct tfd_buffer *uniq[TFD_MAX_TENSORS], *newbufs[TFD_MAX_TENSORS];
+	int fds[TFD_MAX_TENSORS];
+	unsigned int n_uniq = 0, n_new = 0, i, j;
+	uint64_t deadline, seq, ts;
+	struct inflight *f;
+	size_t len;
+	int r;
+
+	if (!ch || !msg)
+		return -EINVAL;
+	if (ch->dead)
+		return ch->dead;
+	deadline = deadline_of(ch->send_timeout_ms);
+	/* Take in releases that arrived (no system call with io_uring). */
+	if (ch->notify_open) {
+		r = ch_pump(ch, 0, NULL);
+		if (r < 0 && r != -EAGAIN)
+			return r;
+	}
+	for (i = 0; i < msg->n; i++) {
+		struct tfd_buffer *b = msg->t[i].buf;
+
+		if (b->fd < 0)
+			return ch_fail(ch, -EBADF, "tensor '%s' has no buffer fd", msg->t[i].name);
+		for (j = 0; j < n_uniq && uniq[j] != b; j++)
+			;
+		if (j < n_uniq)
+			continue;
+		uniq[n_uniq++] = b;
+		if (!idmap_get(&ch->tx_known, b->id)) {
+			newbufs[n_new] = b;
+			fds[n_new++] = b->fd;
+		}
+	}
+	f = malloc(sizeof(*f) + n_uniq * sizeof(f->bufs[0]));
+	if (!f)
+		return -ENOMEM;
+	r = idmap_reserve(&ch->tx_known, n_new);
+	if (r == 0)
+		r = idmap_reserve(&ch->inflight, 1);
+	if (r < 0) {
+		free(f);
+		return ch_fail(ch, r, "out of memory");
+	}
+	seq = ch->next_seq;
+	ts = tfd_now_ns();
+	len = encode_msg(ch, msg, seq, ts, newbufs, n_new);
+	r = ch_sendmsg(ch, ch->txbuf, len, fds, n_new, deadline);
+	if (r < 0) {
+		free(f);
+		return r;
+	}
+	ch->next_seq++;
+	for (i = 0; i < n_new; i++)
+		idmap_put(&ch->tx_known, newbufs[i]->id, tfd_buffer_ref(newbufs[i]));
+	f->n = n_uniq;
+	for (i = 0; i < n_uniq; i++) {
+		f->bufs[i] = tfd_buffer_ref(uniq[i]);
+		uniq[i]->loans++;
+	}
+	idmap_put(&ch->inflight, seq, f);
+	if (!msg->rx_channel) {
+		msg->seq = seq;
+		msg->timestamp = ts;
+	}
+	ch->stats.messages_sent++;
+	ch->stats.fds_sent += n_new;
+	ch->stats.messages_in_flight = ch->inflight.count;
+	if (ch->tx_known.count >= ch->sweep_at)
+		ch_sweep(ch, deadline);
+	return 0;
+}
+
+static int send_hello(struct tfd_channel *ch)
+{
+	struct wire_hello h;
+
+	memset(&h, 0, sizeof(h));
+	wire_hdr_init(&h.h, WIRE_HELLO, sizeof(h));
+	h.max_packet = WIRE_MAX_PACKET;
+	h.pid = (uint64_t)getpid();
+	return ch_sendmsg(ch, &h, sizeof(h), NULL, 0, deadline_of(1000));
+}
+
+/* Takes ownership of sockfd, even on failure. */
+int channel_new(int sockfd, struct tfd_channel **ret)
+{
+	struct tfd_channel *ch;
+	int r;
+
+	ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		close(sockfd);
+		return -ENOMEM;
+	}
+	ch->refs = 1;
+	ch->sockfd = sockfd;
+	ch->send_timeout_ms = -1;
+	ch->next_seq = 1;
+	ch->sweep_at = 64;
+	ch->rxq_cap = RXQ_MAX;
+	ch->rxq = calloc(ch->rxq_cap, sizeof(*ch->rxq));
+	ch->scratch = malloc(sizeof(*ch->scratch));
+	ch->txbuf = malloc(WIRE_MAX_PACKET);
+	if (!ch->rxq || !ch->scratch || !ch->txbuf) {
+		tfd_channel_unref(ch);
+		return -ENOMEM;
+	}
+	r = send_hello(ch);
+	if (r < 0) {
+		tfd_fail(NULL, 0, r, "sending the hello: %s", ch->err);
+		tfd_channel_unref(ch);
+		return r;
+	}
+	*ret = ch;
+	return 0;
+}
+
+TFD_EXPORT int tfd_channel_pair(struct tfd_channel **ret0, struct tfd_channel **ret1)
+{
+	struct tfd_channel *a;
+	int sv[2], r;
+
+	if (!ret0 || !ret1)
+		return -EINVAL;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return tfd_fail(NULL, 0, -errno, "socketpair: %s", strerror(errno));
+	r = channel_new(sv[0], &a);
+	if (r < 0) {
+		close(sv[1]);
+		return r;
+	}
+	r = channel_new(sv[1], ret1);
+	if (r < 0) {
+		tfd_channel_unref(a);
+		return r;
+	}
+	*ret0 = a;
+	return 0;
+}
+
+int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len)
+{
+	size_t n;
+
+	if (!path || !*path)
+		return tfd_fail(NULL, 0, -EINVAL, "empty socket path");
+	n = strlen(path);
+	if (n >= sizeof(sa->sun_path))
+		return tfd_fail(NULL, 0, -ENAMETOOLONG, "socket path of %zu bytes is too long", n);
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	memcpy(sa->sun_path, path, n);
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	return 0;
+}
+
+TFD_EXPORT int tfd_channel_connect(const char *path, struct tfd_channel **ret)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int fd, r;
+
+	if (!ret)
+		return -EINVAL;
+	r = unix_address(path, &sa, &len);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+		r = -errno;
+		close(fd);
+		return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
+	}
+	return channel_new(fd, ret);
+}
+
+TFD_EXPORT struct tfd_channel *tfd_channel_ref(struct tfd_channel *ch)
+{
+	if (ch)
+		ch->refs++;
+	return ch;
+}
+
+TFD_EXPORT struct tfd_channel *tfd_channel_unref(struct tfd_channel *ch)
+{
+	struct tfd_message *m;
+
+	if (!ch || --ch->refs > 0)
+		return NULL;
+	/* Received messages stay valid; they just have nobody to tell. */
+	for (m = ch->rx_live; m; m = m->rx_next)
+		m->rx_channel = NULL;
+	while (ch->rxq_len) {
+		m = ch->rxq[ch->rxq_head];
+		ch->rxq_head = (ch->rxq_head + 1) % ch->rxq_cap;
+		ch->rxq_len--;
+		m->rx_channel = NULL;
+		tfd_message_unref(m);
+	}
+	if (ch->notify_open)
+		notify_close(&ch->notify);
+	ch_drop_state(ch);
+	close(ch->sockfd);
+	free(ch->rxq);
+	free(ch->rel);
+	free(ch->scratch);
+	free(ch->txbuf);
+	free(ch);
+	return NULL;
+}
+
+TFD_EXPORT int tfd_channel_get_fd(const struct tfd_channel *ch)
+{
+	struct tfd_channel *c = (struct tfd_channel *)ch;
+	int r;
+
+	if (!ch)
+		return -EINVAL;
+	r = ch_notify(c);
+	if (r < 0)
+		return r;
+	return notify_fd(&c->notify);
+}
+
+TFD_EXPORT int tfd_channel_set_send_timeout(struct tfd_channel *ch, int timeout_ms)
+{
+	if (!ch || timeout_ms < -1)
+		return -EINVAL;
+	ch->send_timeout_ms = timeout_ms;
+	return 0;
+}
+
+TFD_EXPORT int tfd_channel_get_stats(const struct tfd_channel *ch, struct tfd_channel_stats *stats)
+{
+	if (!ch || !stats)
+		return -EINVAL;
+	*stats = ch->stats;
+	return 0;
+}
+
+TFD_EXPORT const char *tfd_channel_backend(const struct tfd_channel *ch)
+{
+	if (!ch)
+		return NULL;
+	if (!ch->notify_open && ch_notify((struct tfd_channel *)ch) < 0)
+		return NULL;
+	return ch->notify.ops->name;
+}
+
+TFD_EXPORT const char *tfd_channel_strerror(const struct tfd_channel *ch)
+{
+	return ch ? ch->err : NULL;
+}

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal declarations shared by the library's source files: the object
+ * structs, the error-reason helpers and the id map. Nothing here is
+ * exported; see libtensorfd.sym for what is.
+ */
+#ifndef TFD_INTERNAL_H
+#define TFD_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "tensorfd.h"
+
+#define TFD_EXPORT __attribute__((visibility("default")))
+#define TFD_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* --- errors and logging (log.c) --- */
+
+/*
+ * Record a reason for the failure about to be returned, in the calling
+ * thread (tfd_last_error()) and, when errbuf is given, on the object.
+ * Returns err so callers can write "return tfd_fail(...)".
+ */
+int tfd_fail(char *errbuf, size_t errlen, int err, const char *fmt, ...) TFD_PRINTF(4, 5);
+void tfd_log(int level, const char *fmt, ...) TFD_PRINTF(2, 3);
+
+/* --- buffers (buffer.c) --- */
+
+struct tfd_buffer {
+	unsigned int refs;
+	unsigned int loans;	/* sends not yet released by a receiver */
+	uint64_t id;		/* unique in this process, never reused */
+	uint64_t size;
+	int fd;
+	void *map;
+	bool writable;
+};
+
+/* Check a received fd and map it read-only; takes ownership of fd. */
+int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd_buffer **ret);
+
+/* --- messages (message.c) --- */
+
+struct tensor_entry {
+	char name[TFD_NAME_MAX];
+	struct tfd_layout layout;
+	struct tfd_buffer *buf;
+};
+
+struct tfd_channel;
+
+struct tfd_message {
+	unsigned int refs;
+	unsigned int n;
+	unsigned int cap;
+	struct tensor_entry *t;
+	uint64_t seq;
+	uint64_t timestamp;
+	void *user;
+	size_t user_len;
+	/* received messages only: who to tell when the last reference dies */
+	struct tfd_channel *rx_channel;
+	uint64_t rx_id;
+	struct tfd_message *rx_prev, *rx_next;
+};
+
+int message_new_received(unsigned int n, struct tfd_message **ret);
+int message_check_tensor(const char *name, const struct tfd_buffer *buf,
+			 const struct tfd_layout *layout);
+
+/* --- channels (channel.c) --- */
+
+/* Called by message.c when a received message dies. */
+void channel_release(struct tfd_channel *ch, struct tfd_message *msg);
+int channel_new(int sockfd, struct tfd_channel **ret);
+int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len);
+
+/* --- id map (idmap.c): uint64 key to pointer, open addressing --- */
+
+struct idmap_slot {
+	uint64_t key;
+	void *val;	/* NULL: empty */
+};
+
+struct idmap {
+	struct idmap_slot *slots;
+	size_t cap;	/* power of two, or 0 */
+	size_t count;
+};
+
+void *idmap_get(const struct idmap *m, uint64_t key);
+int idmap_put(struct idmap *m, uint64_t key, void *val);
+int idmap_reserve(struct idmap *m, size_t extra);
+void *idmap_del(struct idmap *m, uint64_t key);
+void idmap_free(struct idmap *m);
+
+#define idmap_foreach(m, s) \
+	for ((s) = (m)->slots; (m)->slots && (s) < (m)->slots + (m)->cap; (s)++) \
+		if ((s)->val)
+
+/* --- time --- */
+uint64_t tfd_now_ns(void);
+
+#endif

@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The notification channel's two backends. io_uring keeps one RECVMSG
+ * posted on the socket at all times, alternating between two receive
+ * slots so that the packet handed to the caller stays intact while the
+ * next one is already being received; the ring fd is what users poll.
+ * The poll backend does the same with poll(2) and recvmsg(2) on the
+ * socket itself.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "notify.h"
+
+#define CMSG_BYTES CMSG_SPACE(sizeof(int) * NOTIFY_MAX_FDS)
+
+struct rx_slot {
+	struct msghdr mh;
+	struct iovec iov;
+	/* one byte more than the largest packet, so an oversized one shows MSG_TRUNC */
+	char data[WIRE_MAX_PACKET + 8] __attribute__((aligned(8)));
+	char cmsg[CMSG_BYTES] __attribute__((aligned(8)));
+};
+
+static void slot_reset(struct rx_slot *s)
+{
+	memset(&s->mh, 0, sizeof(s->mh));
+	s->iov.iov_base = s->data;
+	s->iov.iov_len = sizeof(s->data);
+	s->mh.msg_iov = &s->iov;
+	s->mh.msg_iovlen = 1;
+	s->mh.msg_control = s->cmsg;
+	s->mh.msg_controllen = sizeof(s->cmsg);
+}
+
+void notify_collect_fds(struct msghdr *mh, struct rx_packet *pkt)
+{
+	struct cmsghdr *c;
+	size_t i, n;
+	int fd;
+
+	pkt->nfds = 0;
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (pkt->nfds < NOTIFY_MAX_FDS) {
+				pkt->fds[pkt->nfds++] = fd;
+			} else {
+				close(fd);
+				pkt->msg_flags |= MSG_CTRUNC;
+			}
+		}
+	}
+}
+
+static void packet_from_slot(struct rx_slot *s, ssize_t len, struct rx_packet *pkt)
+{
+	pkt->data = s->data;
+	pkt->len = (size_t)len;
+	pkt->msg_flags = s->mh.msg_flags;
+	notify_collect_fds(&s->mh, pkt);
+}
+
+/* --- io_uring --- */
+
+struct uring_priv {
+	struct io_uring ring;
+	struct rx_slot slot[2];
+	unsigned int cur;	/* slot with the posted RECVMSG */
+	bool armed;
+	pid_t owner;		/* a forked child must not touch the shared ring */
+};
+
+static int uring_arm(struct notify *n)
+{
+	struct uring_priv *u = n->priv;
+	struct io_uring_sqe *sqe;
+	struct rx_slot *s = &u->slot[u->cur];
+	int r;
+
+	slot_reset(s);
+	sqe = io_uring_get_sqe(&u->ring);
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_recvmsg(sqe, n->sockfd, &s->mh, MSG_CMSG_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, 1 + u->cur);
+	r = io_uring_submit(&u->ring);
+	if (r < 0)
+		return r;
+	u->armed = true;
+	return 0;
+}
+
+static int uring_open(struct notify *n)
+{
+	struct uring_priv *u;
+	int r;
+
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	r = io_uring_queue_init(8, &u->ring, 0);
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	u->owner = getpid();
+	n->priv = u;
+	r = uring_arm(n);
+	if (r < 0) {
+		io_uring_queue_exit(&u->ring);
+		free(u);
+		n->priv = NULL;
+	}
+	return r;
+}
+
+static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
+{
+	struct uring_priv *u = n->priv;
+	struct io_uring_cqe *cqe;
+	struct rx_slot *s;
+	int r, res;
+
+	if (!u->armed) {
+		r = uring_arm(n);
+		if (r < 0)
+			return r;
+	}
+	if (timeout_ms == 0) {
+		r = io_uring_peek_cqe(&u->ring, &cqe);
+	} else if (timeout_ms < 0) {
+		r = io_uring_wait_cqe(&u->ring, &cqe);
+	} else {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+		};
+
+		r = io_uring_wait_cqe_timeout(&u->ring, &cqe, &ts);
+		if (r == -ETIME)
+			r = -ETIMEDOUT;
+	}
+	if (r < 0)
+		return r;
+	res = cqe->res;
+	s = &u->slot[cqe->user_data - 1];
+	io_uring_cqe_seen(&u->ring, cqe);
+	u->armed = false;
+	if (res < 0)
+		return res == -EAGAIN ? -EIO : res;
+	packet_from_slot(s, res, pkt);
+	if (res == 0) {
+		pkt->nfds = 0;
+		return -ECONNRESET;
+	}
+	/* Post the next receive into the other slot before handing this one out. */
+	u->cur ^= 1;
+	r = uring_arm(n);
+	if (r < 0) {
+		while (pkt->nfds)
+			close(pkt->fds[--pkt->nfds]);
+		return r;
+	}
+	return 1;
+}
+
+static int uring_fd(const struct notify *n)
+{
+	const struct uring_priv *u = n->priv;
+
+	return u->ring.ring_fd;
+}
+
+static void uring_close(struct notify *n)
+{
+	struct uring_priv *u = n->priv;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct rx_packet pkt;
+
+	if (!u)
+		return;
+	/* Cancel the posted receive; if it completed meanwhile, close what it brought. */
+	if (u->armed && u->owner == getpid()) {
+		sqe = io_uring_get_sqe(&u->ring);
+		if (sqe) {
+			io_uring_prep_cancel64(sqe, 1 + u->cur, 0);
+			io_uring_sqe_set_data64(sqe, 0);
+			io_uring_submit(&u->ring);
+		}
+		while (u->armed && io_uring_wait_cqe(&u->ring, &cqe) == 0) {
+			if (cqe->user_data) {
+				u->armed = false;
+				if (cqe->res > 0) {
+					packet_from_slot(&u->slot[cqe->user_data - 1], cqe->res, &pkt);
+					while (pkt.nfds)
+						close(pkt.fds[--pkt.nfds]);
+				}
+			}
+			io_uring_cqe_seen(&u->ring, cqe);
+		}
+	}
+	io_uring_queue_exit(&u->ring);
+	free(u);
+	n->priv = NULL;
+}
+
+const struct notify_ops notify_uring_ops = {
+	.name = "io_uring",
+	.open = uring_open,
+	.next = uring_next,
+	.fd = uring_fd,
+	.close = uring_close,
+};
+
+/* --- poll(2) --- */
+
+static int poll_open(struct notify *n)
+{
+	struct rx_slot *s = malloc(sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	n->priv = s;
+	return 0;
+}
+
+static int poll_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
+{
+	struct rx_slot *s = n->priv;
+	struct pollfd pfd = { .fd = n->sockfd, .events = POLLIN };
+	ssize_t len;
+	int r;
+
+	for (;;) {
+		slot_reset(s);
+		len = recvmsg(n->sockfd, &s->mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (len > 0) {
+			packet_from_slot(s, len, pkt);
+			return 1;
+		}
+		if (len == 0)
+			return -ECONNRESET;
+		if (errno != EAGAIN)
+			return -errno;
+		if (timeout_ms == 0)
+			return -EAGAIN;
+		r = poll(&pfd, 1, timeout_ms);
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -ETIMEDOUT;
+	}
+}
+
+static int poll_fd(const struct notify *n)
+{
+	return n->sockfd;
+}
+
+static void poll_close(struct notify *n)
+{
+	free(n->priv);
+	n->priv = NULL;
+}
+
+const struct notify_ops notify_poll_ops = {
+	.name = "poll",
+	.open = poll_open,
+	.next = poll_next,
+	.fd = poll_fd,
+	.close = poll_close,
+};
+
+int notify_open(struct notify *n, int sockfd)
+{
+	static bool warned;
+	const char *env = getenv("TENSORFD_NOTIFY");
+	int r;
+
+	n->sockfd = sockfd;
+	n->priv = NULL;
+	if (!env || strcmp(env, "poll") != 0) {
+		n->ops = &notify_uring_ops;
+		r = n->ops->open(n);
+		if (r == 0)
+			return 0;
+		if (r != -EPERM && r != -ENOSYS && r != -EOPNOTSUPP && r != -EACCES)
+			return r;
+		if (!warned) {
+			warned = true;
+			tfd_log(TFD_LOG_WARNING, "io_uring unavailable (%s); using poll(2)",
+				strerror(-r));
+		}
+	}
+	n->ops = &notify_poll_ops;
+	return n->ops->open(n);
+}
+
+void notify_close(struct notify *n)
+{
+	if (n->ops)
+		n->ops->close(n);
+	n->ops = NULL;
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The wire format. One SOCK_SEQPACKET packet is one protocol message:
+ * a fixed header, then a type-specific body. Integers are in the host's
+ * byte order (both ends share a machine); every struct has explicit
+ * padding and a checked size. docs/design.md describes the protocol.
+ */
+#ifndef TFD_WIRE_H
+#define TFD_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tensorfd.h"
+
+#define WIRE_MAGIC	0x31444654u	/* "TFD1" in memory order */
+#define WIRE_VERSION	1
+#define WIRE_MAX_PACKET	(64 * 1024)
+
+enum wire_type {
+	WIRE_HELLO = 1,		/* first packet each way */
+	WIRE_MSG = 2,		/* tensors; may carry new buffer fds */
+	WIRE_RELEASE = 3,	/* receiver -> sender: these messages are done */
+	WIRE_FORGET = 4,	/* sender -> receiver: these buffers will not be named again */
+};
+
+struct wire_hdr {
+	uint32_t magic;
+	uint16_t type;
+	uint16_t version;
+	uint32_t len;		/* whole packet, header included */
+	uint32_t reserved;	/* zero */
+};
+
+struct wire_hello {
+	struct wire_hdr h;
+	uint32_t max_packet;
+	uint32_t flags;		/* zero */
+	uint64_t pid;
+};
+
+struct wire_msg {
+	struct wire_hdr h;
+	uint64_t seq;
+	uint64_t timestamp;
+	uint16_t n_tensors;
+	uint16_t n_newbufs;	/* = number of fds attached, in order */
+	uint32_t user_len;
+	/* then n_newbufs struct wire_newbuf, n_tensors struct wire_tensor
+	 * (each followed by its name padded to 8 and shape[ndim], strides[ndim]),
+	 * then user_len bytes */
+};
+
+struct wire_newbuf {
+	uint64_t id;
+	uint64_t size;
+	uint32_t kind;		/* WIRE_BUF_MEMFD */
+	uint32_t flags;		/* zero */
+};
+
+#define WIRE_BUF_MEMFD 1
+
+struct wire_tensor {
+	uint64_t buf_id;
+	uint64_t byte_offset;
+	uint8_t code;
+	uint8_t bits;
+	uint16_t lanes;
+	int32_t ndim;
+	int32_t device_type;
+	int32_t device_id;
+	uint16_t name_len;
+	uint16_t pad[3];
+};
+
+struct wire_ids {
+	struct wire_hdr h;
+	uint32_t count;
+	uint32_t pad;
+	/* then count uint64_t ids */
+};
+
+_Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr");
+_Static_assert(sizeof(struct wire_hello) == 32, "wire_hello");
+_Static_assert(sizeof(struct wire_msg) == 40, "wire_msg");
+_Static_assert(sizeof(struct wire_newbuf) == 24, "wire_newbuf");
+_Static_assert(sizeof(struct wire_tensor) == 40, "wire_tensor");
+_Static_assert(sizeof(struct wire_ids) == 24, "wire_ids");
+
+#define WIRE_MAX_IDS ((WIRE_MAX_PACKET - sizeof(struct wire_ids)) / sizeof(uint64_t))
+
+/* A decoded tensor record. */
+struct wire_tensor_info {
+	uint64_t buf_id;
+	char name[TFD_NAME_MAX];
+	struct tfd_layout layout;
+};
+
+struct wire_msg_info {
+	uint64_t seq;
+	uint64_t timestamp;
+	unsigned int n_tensors;
+	unsigned int n_newbufs;
+	struct wire_newbuf newbufs[TFD_MAX_TENSORS];
+	struct wire_tensor_info tensors[TFD_MAX_TENSORS];
+	const void *user;
+	size_t user_len;
+};
+
+/* Header checks; returns the packet type or a negative errno. */
+int wire_check_header(const void *pkt, size_t len, char *err, size_t errlen);
+int wire_decode_hello(const void *pkt, size_t len, struct wire_hello *out, char *err,
+		      size_t errlen);
+int wire_decode_msg(const void *pkt, size_t len, struct wire_msg_info *out, char *err,
+		    size_t errlen);
+int wire_decode_ids(const void *pkt, size_t len, const uint64_t **ids, uint32_t *count,
+		    char *err, size_t errlen);
+
+void wire_hdr_init(struct wire_hdr *h, uint16_t type, uint32_t len);
+size_t wire_tensor_size(int ndim, size_t name_len);
+
+#endif
