@@ -47,7 +47,6 @@ struct tfd_channel {
 	uint64_t next_seq;
 
 	struct idmap tx_known;
-	size_t sweep_at;
 	struct idmap inflight;
 
 	struct idmap rx_bufs;
@@ -95,6 +94,18 @@ static void inflight_free(struct inflight *f)
 	free(f);
 }
 
+static void known_drop(struct tfd_buffer *b)
+{
+	b->known--;
+	tfd_buffer_unref(b);
+}
+
+/* Only channels' tables hold it: no message can name it again. */
+static bool buffer_is_orphan(const struct tfd_buffer *b)
+{
+	return b->refs == b->known;
+}
+
 /* Drop every table: the peer will never release or name anything again. */
 static void ch_drop_state(struct tfd_channel *ch)
 {
@@ -102,7 +113,7 @@ static void ch_drop_state(struct tfd_channel *ch)
 
 	idmap_foreach(&ch->inflight, s) inflight_free(s->val);
 	idmap_free(&ch->inflight);
-	idmap_foreach(&ch->tx_known, s) tfd_buffer_unref(s->val);
+	idmap_foreach(&ch->tx_known, s) known_drop(s->val);
 	idmap_free(&ch->tx_known);
 	idmap_foreach(&ch->rx_bufs, s) tfd_buffer_unref(s->val);
 	idmap_free(&ch->rx_bufs);
@@ -151,6 +162,7 @@ static uint64_t deadline_of(int timeout_ms)
 }
 
 static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_message **ret);
+static int ch_sweep(struct tfd_channel *ch, uint64_t deadline);
 
 /* Keep a message that arrived while the caller was doing something else. */
 static int ch_enqueue(struct tfd_channel *ch, struct tfd_message *m)
@@ -614,11 +626,22 @@ TFD_EXPORT int tfd_channel_dispatch(struct tfd_channel *ch, int timeout_ms)
 	ch_flush_releases(ch);
 	r = ch_pump(ch, timeout_ms, NULL);
 	if (r == -EAGAIN)
-		return 0;
+		r = 0;
+	if (r >= 0 && !ch->dead) {
+		int s = ch_sweep(ch, deadline_of(ch->send_timeout_ms));
+
+		if (s < 0)
+			return s;
+	}
 	return r;
 }
 
-/* Forget buffers that nobody but this channel holds any more. */
+/*
+ * Forget buffers that nobody but this channel holds any more, so their
+ * memory goes as soon as the application drops them. Runs on every send
+ * and dispatch: it walks only the buffers this peer knows, a handful for
+ * a pool.
+ */
 static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 {
 	struct idmap_slot *s;
@@ -626,21 +649,19 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 	size_t n = 0, i;
 	int r;
 
-	ids = malloc(ch->tx_known.count * sizeof(*ids) + 1);
+	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) n++;
+	if (!n)
+		return 0;
+	ids = malloc(n * sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
-	idmap_foreach(&ch->tx_known, s) {
-		struct tfd_buffer *b = s->val;
-
-		if (b->refs == 1)
-			ids[n++] = s->key;
-	}
-	r = n ? send_ids(ch, WIRE_FORGET, ids, n, deadline) : 0;
+	n = 0;
+	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) ids[n++] = s->key;
+	r = send_ids(ch, WIRE_FORGET, ids, n, deadline);
 	if (r == 0)
 		for (i = 0; i < n; i++)
-			tfd_buffer_unref(idmap_del(&ch->tx_known, ids[i]));
+			known_drop(idmap_del(&ch->tx_known, ids[i]));
 	free(ids);
-	ch->sweep_at = ch->tx_known.count * 2 > 64 ? ch->tx_known.count * 2 : 64;
 	return r;
 }
 
@@ -721,6 +742,9 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 		if (r < 0 && r != -EAGAIN)
 			return r;
 	}
+	r = ch_sweep(ch, deadline);
+	if (r < 0)
+		return r;
 	for (i = 0; i < msg->n; i++) {
 		struct tfd_buffer *b = msg->t[i].buf;
 
@@ -755,8 +779,10 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 		return r;
 	}
 	ch->next_seq++;
-	for (i = 0; i < n_new; i++)
+	for (i = 0; i < n_new; i++) {
+		newbufs[i]->known++;
 		idmap_put(&ch->tx_known, newbufs[i]->id, tfd_buffer_ref(newbufs[i]));
+	}
 	f->n = n_uniq;
 	for (i = 0; i < n_uniq; i++) {
 		f->bufs[i] = tfd_buffer_ref(uniq[i]);
@@ -770,8 +796,6 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 	ch->stats.messages_sent++;
 	ch->stats.fds_sent += n_new;
 	ch->stats.messages_in_flight = ch->inflight.count;
-	if (ch->tx_known.count >= ch->sweep_at)
-		ch_sweep(ch, deadline);
 	return 0;
 }
 
@@ -801,7 +825,6 @@ int channel_new(int sockfd, struct tfd_channel **ret)
 	ch->sockfd = sockfd;
 	ch->send_timeout_ms = -1;
 	ch->next_seq = 1;
-	ch->sweep_at = 64;
 	ch->rxq_cap = RXQ_MAX;
 	ch->rxq = calloc(ch->rxq_cap, sizeof(*ch->rxq));
 	ch->scratch = malloc(sizeof(*ch->scratch));

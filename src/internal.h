@@ -36,6 +36,7 @@ void tfd_log(int level, const char *fmt, ...) TFD_PRINTF(2, 3);
 struct tfd_buffer {
 	unsigned int refs;
 	unsigned int loans;	/* sends not yet released by a receiver */
+	unsigned int known;	/* channels whose peer has its fd (each holds a ref) */
 	uint64_t id;		/* unique in this process, never reused */
 	uint64_t size;
 	int fd;

@@ -112,8 +112,13 @@ TFD_EXPORT int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struc
 		return -EINVAL;
 	for (;;) {
 		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0)
-			return channel_new(fd, ret);
+		if (fd >= 0) {
+			r = channel_new(fd, ret);
+			/* a client that left already (or a liveness probe): next one */
+			if (r != -ECONNRESET)
+				return r;
+			continue;
+		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
 		if (errno != EAGAIN)
