@@ -737,11 +737,9 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 		return ch->dead;
 	deadline = deadline_of(ch->send_timeout_ms);
 	/* Take in releases that arrived (no system call with io_uring). */
-	if (ch->notify_open) {
-		r = ch_pump(ch, 0, NULL);
-		if (r < 0 && r != -EAGAIN)
-			return r;
-	}
+	r = ch_pump(ch, 0, NULL);
+	if (r < 0 && r != -EAGAIN)
+		return r;
 	r = ch_sweep(ch, deadline);
 	if (r < 0)
 		return r;
