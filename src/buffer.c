@@ -13,12 +13,16 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "internal.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
+#endif
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
 #endif
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -117,6 +121,7 @@ fail:
 int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd_buffer **ret)
 {
 	struct tfd_buffer *b;
+	struct statfs sfs;
 	struct stat st;
 	int seals, r;
 
@@ -127,6 +132,11 @@ int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd
 	if (!S_ISREG(st.st_mode)) {
 		r = tfd_fail(errbuf, errlen, -EBADFD, "received fd is not a memfd (mode 0%o)",
 			     st.st_mode & S_IFMT);
+		goto fail_fd;
+	}
+	/* shmem only: a hugetlbfs memfd maps in huge pages we would unmap wrongly */
+	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
+		r = tfd_fail(errbuf, errlen, -EBADFD, "received fd is not a shmem memfd");
 		goto fail_fd;
 	}
 	seals = fcntl(fd, F_GET_SEALS);

@@ -129,6 +129,13 @@ static int ch_break(struct tfd_channel *ch, int err)
 		return ch->dead;
 	ch->dead = err;
 	shutdown(ch->sockfd, SHUT_RDWR);
+	/* fds already received behind the bad packet are closed now */
+	if (ch->notify_open) {
+		struct rx_packet pkt;
+
+		while (notify_next(&ch->notify, 0, &pkt) == 1)
+			close_fds(&pkt);
+	}
 	ch_drop_state(ch);
 	tfd_log(TFD_LOG_WARNING, "channel ended: %s", ch->err);
 	return err;

@@ -94,6 +94,9 @@ TFD_EXPORT int tfd_layout_span(const struct tfd_layout *layout, uint64_t *lo, ui
 			return 0;
 		}
 	}
+	for (i = 0, step = 1; i < layout->ndim; i++)
+		if (__builtin_mul_overflow(step, layout->shape[i], &step))
+			return tfd_fail(NULL, 0, -EOVERFLOW, "element count overflows 64 bits");
 	for (i = 0; i < layout->ndim; i++) {
 		if (layout->strides[i] == INT64_MIN ||
 		    __builtin_mul_overflow(layout->shape[i] - 1, layout->strides[i], &step))

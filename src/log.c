@@ -40,11 +40,13 @@ void tfd_log(int level, const char *fmt, ...)
 
 int tfd_fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
 {
+	char line[sizeof(last_error)];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	memcpy(last_error, line, sizeof(line));
 	if (errbuf && errlen)
 		snprintf(errbuf, errlen, "%s", last_error);
 	tfd_log(TFD_LOG_DEBUG, "%s (%s)", last_error, strerror(-err));

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -72,12 +73,30 @@ static void packet_from_slot(struct rx_slot *s, ssize_t len, struct rx_packet *p
 
 /* --- io_uring --- */
 
+/*
+ * A ring's memory is shared with a child after fork(), and its requests
+ * belong to the parent. A child that uses a channel whose ring the parent
+ * had opened gets a ring of its own; it never submits on the parent's.
+ */
+static unsigned int fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_child(void)
+{
+	fork_generation++;
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+}
+
 struct uring_priv {
 	struct io_uring ring;
 	struct rx_slot slot[2];
 	unsigned int cur;	/* slot with the posted RECVMSG */
 	bool armed;
-	pid_t owner;		/* a forked child must not touch the shared ring */
+	unsigned int generation;	/* fork_generation when the ring was made */
 };
 
 static int uring_arm(struct notify *n)
@@ -105,6 +124,7 @@ static int uring_open(struct notify *n)
 	struct uring_priv *u;
 	int r;
 
+	pthread_once(&atfork_once, atfork_register);
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
@@ -113,7 +133,7 @@ static int uring_open(struct notify *n)
 		free(u);
 		return r;
 	}
-	u->owner = getpid();
+	u->generation = fork_generation;
 	n->priv = u;
 	r = uring_arm(n);
 	if (r < 0) {
@@ -124,12 +144,30 @@ static int uring_open(struct notify *n)
 	return r;
 }
 
-static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
+static void uring_close(struct notify *n);
+
+/* In a forked child, drop the parent's ring (without touching it) and make one. */
+static int uring_own(struct notify *n)
 {
 	struct uring_priv *u = n->priv;
+
+	if (u && u->generation == fork_generation)
+		return 0;
+	uring_close(n);
+	return uring_open(n);
+}
+
+static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
+{
+	struct uring_priv *u;
 	struct io_uring_cqe *cqe;
 	struct rx_slot *s;
 	int r, res;
+
+	r = uring_own(n);
+	if (r < 0)
+		return r;
+	u = n->priv;
 
 	if (!u->armed) {
 		r = uring_arm(n);
@@ -159,10 +197,9 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	if (res < 0)
 		return res == -EAGAIN ? -EIO : res;
 	packet_from_slot(s, res, pkt);
-	if (res == 0) {
-		pkt->nfds = 0;
+	/* an empty packet that brought fds is a packet, not the end */
+	if (res == 0 && !pkt->nfds && !(pkt->msg_flags & MSG_CTRUNC))
 		return -ECONNRESET;
-	}
 	/* Post the next receive into the other slot before handing this one out. */
 	u->cur ^= 1;
 	r = uring_arm(n);
@@ -174,11 +211,13 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	return 1;
 }
 
-static int uring_fd(const struct notify *n)
+static int uring_fd(struct notify *n)
 {
-	const struct uring_priv *u = n->priv;
+	int r = uring_own(n);
 
-	return u->ring.ring_fd;
+	if (r < 0)
+		return r;
+	return ((struct uring_priv *)n->priv)->ring.ring_fd;
 }
 
 static void uring_close(struct notify *n)
@@ -191,7 +230,7 @@ static void uring_close(struct notify *n)
 	if (!u)
 		return;
 	/* Cancel the posted receive; if it completed meanwhile, close what it brought. */
-	if (u->armed && u->owner == getpid()) {
+	if (u->armed && u->generation == fork_generation) {
 		sqe = io_uring_get_sqe(&u->ring);
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, 1 + u->cur, 0);
@@ -245,12 +284,12 @@ static int poll_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	for (;;) {
 		slot_reset(s);
 		len = recvmsg(n->sockfd, &s->mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (len > 0) {
+		if (len >= 0) {
 			packet_from_slot(s, len, pkt);
+			if (len == 0 && !pkt->nfds && !(pkt->msg_flags & MSG_CTRUNC))
+				return -ECONNRESET;
 			return 1;
 		}
-		if (len == 0)
-			return -ECONNRESET;
 		if (errno != EAGAIN)
 			return -errno;
 		if (timeout_ms == 0)
@@ -263,7 +302,7 @@ static int poll_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	}
 }
 
-static int poll_fd(const struct notify *n)
+static int poll_fd(struct notify *n)
 {
 	return n->sockfd;
 }

@@ -35,7 +35,7 @@ struct notify_ops {
 	/* 1: a packet; -EAGAIN: none yet (timeout 0); -ETIMEDOUT; -ECONNRESET: peer
 	 * closed; other negative errno: failure. */
 	int (*next)(struct notify *n, int timeout_ms, struct rx_packet *pkt);
-	int (*fd)(const struct notify *n);
+	int (*fd)(struct notify *n);
 	void (*close)(struct notify *n);
 };
 
@@ -57,7 +57,7 @@ static inline int notify_next(struct notify *n, int timeout_ms, struct rx_packet
 	return n->ops->next(n, timeout_ms, pkt);
 }
 
-static inline int notify_fd(const struct notify *n)
+static inline int notify_fd(struct notify *n)
 {
 	return n->ops->fd(n);
 }

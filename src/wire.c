@@ -79,6 +79,8 @@ int wire_decode_ids(const void *pkt, size_t len, const uint64_t **ids, uint32_t 
 	if (len < sizeof(w))
 		return BAD("id list of %zu bytes is shorter than its header", len);
 	memcpy(&w, pkt, sizeof(w));
+	if (w.pad)
+		return BAD("id list padding is not zero");
 	if (w.count == 0 || w.count > WIRE_MAX_IDS)
 		return BAD("id list claims %u ids", w.count);
 	if (len != sizeof(w) + (size_t)w.count * sizeof(uint64_t))
@@ -109,6 +111,9 @@ static int decode_tensor(const char **p, const char *end, struct wire_tensor_inf
 	if ((size_t)(end - *p) < need)
 		return BAD("tensor record of %zu bytes truncated", need);
 	*p += sizeof(w);
+	for (i = w.name_len; i < ((w.name_len + 7) & ~7u); i++)
+		if ((*p)[i])
+			return BAD("tensor name padding is not zero");
 	memcpy(t->name, *p, w.name_len);
 	t->name[w.name_len] = '\0';
 	if (strlen(t->name) != w.name_len)
