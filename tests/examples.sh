@@ -1,0 +1,48 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The examples and the timing tool, run as the README shows them: each must
+# exit 0 (the demo checks every word it was handed), and the tool must print
+# a table row for every size it was given.
+b="${top_builddir:-.}"
+to=""
+command -v timeout >/dev/null 2>&1 && to="timeout 300"
+n=0
+
+# run COMMAND...: its output in $out, its exit status in $rc.
+run() {
+	out=$($to "$@" 2>&1)
+	rc=$?
+}
+
+# why_failed [SIZE...]: nothing when the last run exited 0 and printed a row
+# starting with each SIZE; otherwise what went wrong.
+why_failed() {
+	if [ "$rc" -ne 0 ]; then
+		echo "exit $rc"
+		return
+	fi
+	why=""
+	for s in "$@"; do
+		printf '%s\n' "$out" | grep -Eq "^ *$s \\|" || why="${why:+$why, }no row for size $s"
+	done
+	echo "$why"
+}
+
+# tap DESCRIPTION WHY: one TAP line, with the output as diagnostics on failure.
+tap() {
+	n=$((n + 1))
+	if [ -z "$2" ]; then
+		echo "ok $n - $1"
+	else
+		printf '%s\n' "$out" | sed 's/^/# /'
+		echo "not ok $n - $1 ($2)"
+	fi
+}
+
+echo "1..3"
+run "$b/examples/hello"
+tap "examples/hello" "$(why_failed)"
+run "$b/examples/demo" --size 64M
+tap "examples/demo --size 64M" "$(why_failed)"
+run "$b/tools/tensorfd-pingpong" --sizes 64,1M --iters 200
+tap "tools/tensorfd-pingpong --sizes 64,1M --iters 200, a row per size" "$(why_failed 64 1M)"
