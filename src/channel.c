@@ -175,9 +175,11 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline);
 static int ch_enqueue(struct tfd_channel *ch, struct tfd_message *m)
 {
 	if (ch->rxq_len == ch->rxq_cap) {
+		/* never drop a message silently: the channel ends, loudly */
 		tfd_message_unref(m);
-		return ch_fail(ch, -ENOBUFS, "more than %d messages queued: call tfd_channel_recv()",
-			       RXQ_MAX);
+		ch_fail(ch, -ENOBUFS, "more than %d messages queued unread: call tfd_channel_recv()",
+			RXQ_MAX);
+		return ch_break(ch, -ENOBUFS);
 	}
 	ch->rxq[(ch->rxq_head + ch->rxq_len++) % ch->rxq_cap] = m;
 	return 0;
@@ -632,7 +634,7 @@ TFD_EXPORT int tfd_channel_dispatch(struct tfd_channel *ch, int timeout_ms)
 		return ch->dead;
 	ch_flush_releases(ch);
 	r = ch_pump(ch, timeout_ms, NULL);
-	if (r == -EAGAIN)
+	if (r == -EAGAIN || r == -ETIMEDOUT)
 		r = 0;
 	if (r >= 0 && !ch->dead) {
 		int s = ch_sweep(ch, deadline_of(ch->send_timeout_ms));
@@ -743,6 +745,7 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 	if (ch->dead)
 		return ch->dead;
 	deadline = deadline_of(ch->send_timeout_ms);
+	ch_flush_releases(ch);
 	/* Take in releases that arrived (no system call with io_uring). */
 	r = ch_pump(ch, 0, NULL);
 	if (r < 0 && r != -EAGAIN)
@@ -794,7 +797,7 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 		uniq[i]->loans++;
 	}
 	idmap_put(&ch->inflight, seq, f);
-	if (!msg->rx_channel) {
+	if (!msg->received) {
 		msg->seq = seq;
 		msg->timestamp = ts;
 	}

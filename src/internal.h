@@ -66,6 +66,7 @@ struct tfd_message {
 	uint64_t timestamp;
 	void *user;
 	size_t user_len;
+	bool received;		/* immutable: it came from a peer */
 	/* received messages only: who to tell when the last reference dies */
 	struct tfd_channel *rx_channel;
 	uint64_t rx_id;

@@ -19,6 +19,7 @@ struct tfd_listener {
 	char *path;
 	dev_t dev;
 	ino_t ino;
+	pid_t owner;	/* a forked child must not remove its parent's socket */
 };
 
 /* Is someone listening on path? A refused connect means a stale file. */
@@ -79,6 +80,7 @@ TFD_EXPORT int tfd_listener_new(const char *path, struct tfd_listener **ret)
 	}
 	l->dev = st.st_dev;
 	l->ino = st.st_ino;
+	l->owner = getpid();
 	*ret = l;
 	return 0;
 fail:
@@ -95,7 +97,8 @@ TFD_EXPORT struct tfd_listener *tfd_listener_unref(struct tfd_listener *l)
 
 	if (!l)
 		return NULL;
-	if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+	if (l->owner == getpid() && stat(l->path, &st) == 0 && st.st_dev == l->dev &&
+	    st.st_ino == l->ino)
 		unlink(l->path);
 	close(l->fd);
 	free(l->path);
@@ -105,8 +108,9 @@ TFD_EXPORT struct tfd_listener *tfd_listener_unref(struct tfd_listener *l)
 
 TFD_EXPORT int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struct tfd_channel **ret)
 {
+	uint64_t deadline = timeout_ms > 0 ? tfd_now_ns() + (uint64_t)timeout_ms * 1000000 : 0;
 	struct pollfd pfd;
-	int fd, r;
+	int fd, r, ms;
 
 	if (!l || !ret)
 		return -EINVAL;
@@ -125,8 +129,16 @@ TFD_EXPORT int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struc
 			return tfd_fail(NULL, 0, -errno, "accept: %s", strerror(errno));
 		if (timeout_ms == 0)
 			return -EAGAIN;
+		ms = timeout_ms;
+		if (timeout_ms > 0) {
+			uint64_t now = tfd_now_ns();
+
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			ms = (int)((deadline - now + 999999) / 1000000);
+		}
 		pfd = (struct pollfd){ .fd = l->fd, .events = POLLIN };
-		r = poll(&pfd, 1, timeout_ms);
+		r = poll(&pfd, 1, ms);
 		if (r < 0)
 			return -errno;
 		if (r == 0)

@@ -41,6 +41,7 @@ int message_new_received(unsigned int n, struct tfd_message **ret)
 		}
 		m->cap = n;
 	}
+	m->received = true;
 	*ret = m;
 	return 0;
 }
@@ -117,7 +118,7 @@ TFD_EXPORT int tfd_message_add_tensor(struct tfd_message *msg, const char *name,
 
 	if (!msg || !buf || !layout)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_message_add_tensor");
-	if (msg->rx_channel)
+	if (msg->received)
 		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
 	r = message_check_tensor(name, buf, layout);
 	if (r < 0)
@@ -150,7 +151,7 @@ TFD_EXPORT int tfd_message_set_user_data(struct tfd_message *msg, const void *da
 
 	if (!msg || (len && !data))
 		return -EINVAL;
-	if (msg->rx_channel)
+	if (msg->received)
 		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
 	if (len > TFD_MAX_USER_DATA)
 		return tfd_fail(NULL, 0, -E2BIG, "user data is limited to %d bytes",

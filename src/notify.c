@@ -334,7 +334,8 @@ int notify_open(struct notify *n, int sockfd)
 		r = n->ops->open(n);
 		if (r == 0)
 			return 0;
-		if (r != -EPERM && r != -ENOSYS && r != -EOPNOTSUPP && r != -EACCES)
+		/* blocked by seccomp or sysctl, or memlock-limited (before 5.12) */
+		if (r != -EPERM && r != -ENOSYS && r != -EOPNOTSUPP && r != -EACCES && r != -ENOMEM)
 			return r;
 		if (!warned) {
 			warned = true;

@@ -1,0 +1,71 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# Every man page passes "mandoc -T lint" without a message; an alias page
+# (".so man3/other.3") points at a page that exists; and man/Makemodule.am
+# installs exactly the pages that are there.
+#
+# The level is -W style, which is what plain "mandoc -T lint" reports: it
+# includes every warning and error, and also catches trailing whitespace,
+# which mandoc ranks as style.
+srcdir=${top_srcdir:-.}
+
+if [ -z "$MANDOC" ]; then
+	echo "1..0 # SKIP mandoc not found"
+	exit 0
+fi
+
+pages=$(cd "$srcdir/man" && ls man1/*.1 man3/*.3 man7/*.7 2>/dev/null)
+if [ -z "$pages" ]; then
+	echo "1..1"
+	echo "not ok 1 - no man pages under $srcdir/man"
+	exit 1
+fi
+set -- $pages
+echo "1..$(($# + 1))"
+
+n=0
+fail=0
+for page in "$@"; do
+	n=$((n + 1))
+	file="$srcdir/man/$page"
+	# An alias page is a single .so request (comments allowed).
+	target=$(sed -n -e '/^\.\\"/d' -e 's/^\.so[[:space:]][[:space:]]*\([^[:space:]]*\).*/\1/p' "$file")
+	if [ -n "$target" ]; then
+		if [ "$(grep -cv '^\.\\"' "$file")" -ne 1 ]; then
+			echo "not ok $n - $page: a .so page must hold nothing but the .so line"
+			fail=1
+		elif [ -f "$srcdir/man/$target" ] && ! grep -q '^\.so[[:space:]]' "$srcdir/man/$target"; then
+			echo "ok $n - $page is an alias of $target"
+		else
+			echo "not ok $n - $page: .so target $target is missing or is itself an alias"
+			fail=1
+		fi
+		continue
+	fi
+	out=$("$MANDOC" -T lint -W style "$file" 2>&1)
+	rc=$?
+	if [ $rc -eq 0 ] && [ -z "$out" ]; then
+		echo "ok $n - $page is lint clean"
+	else
+		echo "$out" | sed 's/^/# /'
+		echo "not ok $n - $page: mandoc -T lint -W style (exit $rc)"
+		fail=1
+	fi
+done
+
+# dist_man_MANS must name each page once, and nothing else.
+n=$((n + 1))
+listed=$(sed -n -e 's/^[[:space:]]*\(man\/man[0-9]\/[^[:space:]\\]*\).*/\1/p' \
+	"$srcdir/man/Makemodule.am" | LC_ALL=C sort)
+ondisk=$(for p in "$@"; do echo "man/$p"; done | LC_ALL=C sort)
+if [ "$listed" = "$ondisk" ]; then
+	echo "ok $n - man/Makemodule.am lists every page"
+else
+	echo "$listed" >"${TMPDIR:-/tmp}/tfd-manlint-listed.$$"
+	echo "$ondisk" | diff "${TMPDIR:-/tmp}/tfd-manlint-listed.$$" - | sed 's/^/# /'
+	rm -f "${TMPDIR:-/tmp}/tfd-manlint-listed.$$"
+	echo "not ok $n - man/Makemodule.am and the pages on disk differ (< listed, > on disk)"
+	fail=1
+fi
+
+exit $fail
