@@ -146,6 +146,97 @@ struct tfd_listener *tfd_listener_unref(struct tfd_listener *l);
 int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struct tfd_channel **ret);
 int tfd_listener_get_fd(const struct tfd_listener *l);
 
+/*
+ * Topics: publish/subscribe without a broker. A publisher of topic
+ * "camera/front" listens on <runtime dir>/camera/front.sock; subscribers
+ * find it by name, before or after it starts, and re-attach when it
+ * restarts. Buffers are loaned from the publisher's pool and reused once
+ * every subscriber released them.
+ */
+#define TFD_TOPIC_MAX		96	/* bytes of a topic name, without the NUL */
+
+struct tfd_publisher;
+struct tfd_subscriber;
+
+enum tfd_drop_policy {
+	TFD_DROP_OLDEST = 0,	/* a subscriber that falls behind loses its oldest queued messages */
+	TFD_BLOCK = 1,		/* publish waits (with a timeout) until every subscriber has room */
+};
+
+enum {
+	TFD_PUBLISHER_LATCHED = 1u << 0,	/* a new subscriber first gets the last message */
+	TFD_PUBLISHER_ZERO_COPY = 1u << 1,	/* refuse tensors outside the pool, never copy */
+};
+
+struct tfd_publisher_stats {
+	uint64_t published;		/* messages published */
+	uint64_t copied_tensors;	/* tensors copied into the pool because they were not loaned */
+	uint64_t dropped;		/* deliveries dropped by the drop policy, all subscribers */
+	uint64_t subscribers;		/* attached now */
+	uint64_t attached_total;	/* subscribers ever attached */
+	uint64_t refused;		/* peers refused (credentials, protocol) */
+	uint64_t pool_buffers;		/* buffers in the pool */
+	uint64_t pool_bytes;
+	uint64_t pool_buffers_busy;	/* loaned to the application or to subscribers */
+	uint64_t pool_bytes_busy;
+};
+
+struct tfd_subscriber_info {
+	int32_t pid;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t queued;		/* waiting in the publisher for room */
+	uint64_t in_flight;		/* sent, not yet released */
+	uint64_t delivered;
+	uint64_t dropped;
+};
+
+struct tfd_subscriber_stats {
+	uint64_t received;
+	uint64_t dropped;		/* messages the publisher dropped for us (sequence gaps) */
+	uint64_t attaches;		/* times attached to a publisher */
+	uint64_t last_seq;
+	bool connected;
+};
+
+int tfd_runtime_dir(char *buf, size_t len);
+int tfd_topic_path(const char *topic, char *buf, size_t len);
+
+int tfd_publisher_new(const char *topic, unsigned int flags, struct tfd_publisher **ret);
+struct tfd_publisher *tfd_publisher_ref(struct tfd_publisher *pub);
+struct tfd_publisher *tfd_publisher_unref(struct tfd_publisher *pub);
+int tfd_publisher_set_pool_limits(struct tfd_publisher *pub, unsigned int max_buffers,
+				  uint64_t max_bytes);
+int tfd_publisher_set_queue(struct tfd_publisher *pub, unsigned int depth,
+			    enum tfd_drop_policy policy, int block_timeout_ms);
+int tfd_publisher_allow_uid(struct tfd_publisher *pub, uint32_t uid);
+int tfd_publisher_allow_gid(struct tfd_publisher *pub, uint32_t gid);
+int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret);
+int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_dtype dtype, int ndim,
+			      const int64_t *shape, struct tfd_buffer **buf,
+			      struct tfd_layout *layout);
+int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_message *msg);
+int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms);
+int tfd_publisher_get_fd(const struct tfd_publisher *pub);
+int tfd_publisher_get_stats(const struct tfd_publisher *pub, struct tfd_publisher_stats *stats);
+int tfd_publisher_get_subscriber(const struct tfd_publisher *pub, unsigned int index,
+				 struct tfd_subscriber_info *info);
+const char *tfd_publisher_path(const struct tfd_publisher *pub);
+const char *tfd_publisher_strerror(const struct tfd_publisher *pub);
+
+int tfd_subscriber_new(const char *topic, unsigned int flags, struct tfd_subscriber **ret);
+struct tfd_subscriber *tfd_subscriber_ref(struct tfd_subscriber *sub);
+struct tfd_subscriber *tfd_subscriber_unref(struct tfd_subscriber *sub);
+int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms, struct tfd_message **ret);
+int tfd_subscriber_get_fd(const struct tfd_subscriber *sub);
+int tfd_subscriber_get_stats(const struct tfd_subscriber *sub,
+			     struct tfd_subscriber_stats *stats);
+const char *tfd_subscriber_strerror(const struct tfd_subscriber *sub);
+int tfd_subscriber_wait(struct tfd_subscriber *const *subs, unsigned int n, int timeout_ms,
+			bool *ready);
+
+bool tfd_message_copied(const struct tfd_message *msg, unsigned int index);
+
 /* Logging: the library prints nothing unless a callback is set. */
 enum tfd_log_level {
 	TFD_LOG_ERR = 3,
@@ -177,6 +268,16 @@ static inline void tfd_channel_unrefp(struct tfd_channel **p)
 static inline void tfd_listener_unrefp(struct tfd_listener **p)
 {
 	tfd_listener_unref(*p);
+}
+
+static inline void tfd_publisher_unrefp(struct tfd_publisher **p)
+{
+	tfd_publisher_unref(*p);
+}
+
+static inline void tfd_subscriber_unrefp(struct tfd_subscriber **p)
+{
+	tfd_subscriber_unref(*p);
 }
 
 #ifdef __cplusplus

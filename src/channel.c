@@ -410,6 +410,18 @@ static int handle_forget(struct tfd_channel *ch, struct rx_packet *pkt)
 	return 0;
 }
 
+static int handle_refuse(struct tfd_channel *ch, struct rx_packet *pkt)
+{
+	char reason[160];
+	int error, r;
+
+	r = wire_decode_refuse(pkt->data, pkt->len, &error, reason, sizeof(reason), ch->err,
+			       sizeof(ch->err));
+	if (r < 0)
+		return r;
+	return ch_fail(ch, -error, "peer refused us: %s", reason);
+}
+
 static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			  struct rx_packet *pkt)
 {
@@ -480,6 +492,7 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 			return ch_fail(ch, r, "%s", tfd_last_error());
 		}
 		t = &m->t[m->n++];
+		t->flags = w->tensors[i].flags & WIRE_TENSOR_COPIED ? TENSOR_COPIED : 0;
 		memcpy(t->name, w->tensors[i].name, sizeof(t->name));
 		t->layout = w->tensors[i].layout;
 		t->buf = tfd_buffer_ref(b);
@@ -541,6 +554,9 @@ static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 		break;
 	case WIRE_FORGET:
 		r = handle_forget(ch, pkt);
+		break;
+	case WIRE_REFUSE:
+		r = handle_refuse(ch, pkt);
 		break;
 	default:
 		r = handle_msg(ch, pkt, ret);
@@ -711,6 +727,7 @@ static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, 
 			.device_type = t->layout.device.type,
 			.device_id = t->layout.device.id,
 			.name_len = (uint16_t)name_len,
+			.flags = (uint16_t)(t->flags & TENSOR_COPIED),
 		};
 
 		memcpy(p, &wt, sizeof(wt));
@@ -732,10 +749,21 @@ static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, 
 
 TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 {
+	if (!ch)
+		return -EINVAL;
+	return channel_send_seq(ch, msg, ch->next_seq);
+}
+
+/*
+ * Send msg as message number seq; seq must not be in flight on this channel
+ * (topics use their own sequence, the same for every subscriber).
+ */
+int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t seq)
+{
 	struct tfd_buffer *uniq[TFD_MAX_TENSORS], *newbufs[TFD_MAX_TENSORS];
 	int fds[TFD_MAX_TENSORS];
 	unsigned int n_uniq = 0, n_new = 0, i, j;
-	uint64_t deadline, seq, ts;
+	uint64_t deadline, ts;
 	struct inflight *f;
 	size_t len;
 	int r;
@@ -778,7 +806,11 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 		free(f);
 		return ch_fail(ch, r, "out of memory");
 	}
-	seq = ch->next_seq;
+	if (idmap_get(&ch->inflight, seq)) {
+		free(f);
+		return ch_fail(ch, -EEXIST, "message %llu is already in flight",
+			       (unsigned long long)seq);
+	}
 	ts = tfd_now_ns();
 	len = encode_msg(ch, msg, seq, ts, newbufs, n_new);
 	r = ch_sendmsg(ch, ch->txbuf, len, fds, n_new, deadline);
@@ -786,7 +818,8 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 		free(f);
 		return r;
 	}
-	ch->next_seq++;
+	if (seq >= ch->next_seq)
+		ch->next_seq = seq + 1;
 	for (i = 0; i < n_new; i++) {
 		newbufs[i]->known++;
 		idmap_put(&ch->tx_known, newbufs[i]->id, tfd_buffer_ref(newbufs[i]));
@@ -988,4 +1021,40 @@ TFD_EXPORT const char *tfd_channel_backend(const struct tfd_channel *ch)
 TFD_EXPORT const char *tfd_channel_strerror(const struct tfd_channel *ch)
 {
 	return ch ? ch->err : NULL;
+}
+
+size_t channel_in_flight(const struct tfd_channel *ch)
+{
+	return ch->inflight.count;
+}
+
+int channel_sockfd(const struct tfd_channel *ch)
+{
+	return ch->sockfd;
+}
+
+int channel_dead(const struct tfd_channel *ch)
+{
+	return ch->dead;
+}
+
+/* Tell the peer why it is not served, then end the channel. */
+int channel_refuse(struct tfd_channel *ch, int error, const char *reason)
+{
+	char buf[sizeof(struct wire_refuse) + 160];
+	struct wire_refuse *w = (struct wire_refuse *)buf;
+	size_t n = strnlen(reason, 160);
+
+	wire_hdr_init(&w->h, WIRE_REFUSE, (uint32_t)(sizeof(*w) + n));
+	w->error = error;
+	w->reason_len = (uint32_t)n;
+	memcpy(w + 1, reason, n);
+	send(ch->sockfd, buf, sizeof(*w) + n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ch_fail(ch, -error, "refused the peer: %s", reason);
+	return ch_break(ch, -error);
+}
+
+size_t channel_queued(const struct tfd_channel *ch)
+{
+	return ch->rxq_len;
 }

@@ -37,6 +37,7 @@ struct tfd_buffer {
 	unsigned int refs;
 	unsigned int loans;	/* sends not yet released by a receiver */
 	unsigned int known;	/* channels whose peer has its fd (each holds a ref) */
+	const void *pool;	/* the pool that owns it, if any */
 	uint64_t id;		/* unique in this process, never reused */
 	uint64_t size;
 	int fd;
@@ -49,7 +50,10 @@ int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd
 
 /* --- messages (message.c) --- */
 
+#define TENSOR_COPIED 0x1	/* = WIRE_TENSOR_COPIED */
+
 struct tensor_entry {
+	unsigned int flags;
 	char name[TFD_NAME_MAX];
 	struct tfd_layout layout;
 	struct tfd_buffer *buf;
@@ -82,6 +86,12 @@ int message_check_tensor(const char *name, const struct tfd_buffer *buf,
 /* Called by message.c when a received message dies. */
 void channel_release(struct tfd_channel *ch, struct tfd_message *msg);
 int channel_new(int sockfd, struct tfd_channel **ret);
+int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t seq);
+size_t channel_in_flight(const struct tfd_channel *ch);
+size_t channel_queued(const struct tfd_channel *ch);
+int channel_sockfd(const struct tfd_channel *ch);
+int channel_refuse(struct tfd_channel *ch, int error, const char *reason);
+int channel_dead(const struct tfd_channel *ch);
 int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len);
 
 /* --- id map (idmap.c): uint64 key to pointer, open addressing --- */
@@ -106,6 +116,10 @@ void idmap_free(struct idmap *m);
 #define idmap_foreach(m, s) \
 	for ((s) = (m)->slots; (m)->slots && (s) < (m)->slots + (m)->cap; (s)++) \
 		if ((s)->val)
+
+/* --- topics (runtime.c) --- */
+int topic_check(const char *topic);
+int topic_make_dirs(const char *path);
 
 /* --- time --- */
 uint64_t tfd_now_ns(void);

@@ -224,3 +224,8 @@ TFD_EXPORT uint64_t tfd_message_timestamp(const struct tfd_message *msg)
 {
 	return msg ? msg->timestamp : 0;
 }
+
+TFD_EXPORT bool tfd_message_copied(const struct tfd_message *msg, unsigned int index)
+{
+	return msg && index < msg->n && (msg->t[index].flags & TENSOR_COPIED);
+}

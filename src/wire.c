@@ -54,6 +54,7 @@ int wire_check_header(const void *pkt, size_t len, char *err, size_t errlen)
 	case WIRE_MSG:
 	case WIRE_RELEASE:
 	case WIRE_FORGET:
+	case WIRE_REFUSE:
 		return h.type;
 	default:
 		return BAD("unknown packet type %u", h.type);
@@ -90,6 +91,29 @@ int wire_decode_ids(const void *pkt, size_t len, const uint64_t **ids, uint32_t 
 	return 0;
 }
 
+int wire_decode_refuse(const void *pkt, size_t len, int *error, char *reason, size_t reason_len,
+		       char *err, size_t errlen)
+{
+	struct wire_refuse w;
+	size_t i, n;
+
+	if (len < sizeof(w))
+		return BAD("refusal of %zu bytes is shorter than its header", len);
+	memcpy(&w, pkt, sizeof(w));
+	if (len != sizeof(w) + w.reason_len)
+		return BAD("refusal claims %u bytes of reason in %zu", w.reason_len, len);
+	/* only the refusals the protocol knows; anything else is a plain error */
+	*error = w.error == EACCES || w.error == EPROTO || w.error == ENOBUFS ? w.error : EPROTO;
+	n = w.reason_len < reason_len - 1 ? w.reason_len : reason_len - 1;
+	for (i = 0; i < n; i++) {
+		char c = ((const char *)pkt)[sizeof(w) + i];
+
+		reason[i] = c >= ' ' && c <= '~' ? c : '?';
+	}
+	reason[n] = '\0';
+	return 0;
+}
+
 static int decode_tensor(const char **p, const char *end, struct wire_tensor_info *t, char *err,
 			 size_t errlen)
 {
@@ -105,8 +129,10 @@ static int decode_tensor(const char **p, const char *end, struct wire_tensor_inf
 				TFD_MAX_NDIM);
 	if (w.name_len == 0 || w.name_len >= TFD_NAME_MAX)
 		return BAD("tensor name of %u bytes", w.name_len);
-	if (w.pad[0] || w.pad[1] || w.pad[2])
+	if (w.pad[0] || w.pad[1])
 		return BAD("tensor record padding is not zero");
+	if (w.flags & ~WIRE_TENSOR_FLAGS)
+		return BAD("tensor record with unknown flags 0x%x", w.flags);
 	need = wire_tensor_size(w.ndim, w.name_len);
 	if ((size_t)(end - *p) < need)
 		return BAD("tensor record of %zu bytes truncated", need);
@@ -121,6 +147,7 @@ static int decode_tensor(const char **p, const char *end, struct wire_tensor_inf
 	*p += (w.name_len + 7) & ~7u;
 	memset(&t->layout, 0, sizeof(t->layout));
 	t->buf_id = w.buf_id;
+	t->flags = w.flags;
 	t->layout.dtype.code = w.code;
 	t->layout.dtype.bits = w.bits;
 	t->layout.dtype.lanes = w.lanes;

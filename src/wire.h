@@ -22,6 +22,7 @@ enum wire_type {
 	WIRE_MSG = 2,		/* tensors; may carry new buffer fds */
 	WIRE_RELEASE = 3,	/* receiver -> sender: these messages are done */
 	WIRE_FORGET = 4,	/* sender -> receiver: these buffers will not be named again */
+	WIRE_REFUSE = 5,	/* either way, then close: why the peer is not served */
 };
 
 struct wire_hdr {
@@ -70,8 +71,12 @@ struct wire_tensor {
 	int32_t device_type;
 	int32_t device_id;
 	uint16_t name_len;
-	uint16_t pad[3];
+	uint16_t flags;		/* WIRE_TENSOR_* */
+	uint16_t pad[2];
 };
+
+#define WIRE_TENSOR_COPIED 0x1	/* copied into the sender's pool: not the producer's memory */
+#define WIRE_TENSOR_FLAGS WIRE_TENSOR_COPIED
 
 struct wire_ids {
 	struct wire_hdr h;
@@ -80,7 +85,15 @@ struct wire_ids {
 	/* then count uint64_t ids */
 };
 
+struct wire_refuse {
+	struct wire_hdr h;
+	int32_t error;		/* positive errno: EACCES */
+	uint32_t reason_len;
+	/* then reason_len bytes of text, no NUL */
+};
+
 _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr");
+_Static_assert(sizeof(struct wire_refuse) == 24, "wire_refuse");
 _Static_assert(sizeof(struct wire_hello) == 32, "wire_hello");
 _Static_assert(sizeof(struct wire_msg) == 40, "wire_msg");
 _Static_assert(sizeof(struct wire_newbuf) == 24, "wire_newbuf");
@@ -92,6 +105,7 @@ _Static_assert(sizeof(struct wire_ids) == 24, "wire_ids");
 /* A decoded tensor record. */
 struct wire_tensor_info {
 	uint64_t buf_id;
+	unsigned int flags;
 	char name[TFD_NAME_MAX];
 	struct tfd_layout layout;
 };
@@ -113,6 +127,8 @@ int wire_decode_hello(const void *pkt, size_t len, struct wire_hello *out, char 
 		      size_t errlen);
 int wire_decode_msg(const void *pkt, size_t len, struct wire_msg_info *out, char *err,
 		    size_t errlen);
+int wire_decode_refuse(const void *pkt, size_t len, int *error, char *reason, size_t reason_len,
+		       char *err, size_t errlen);
 int wire_decode_ids(const void *pkt, size_t len, const uint64_t **ids, uint32_t *count,
 		    char *err, size_t errlen);
 

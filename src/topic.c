@@ -1,0 +1,962 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Topics: one publisher, any number of subscribers, no broker.
+ *
+ * The publisher listens on the topic's socket and keeps one channel per
+ * subscriber. A published message goes to every subscriber that has room
+ * (fewer than `depth` messages in flight); for one that has none it waits
+ * in that subscriber's queue, where the drop policy keeps the newest
+ * `depth` and drops the oldest, or publish waits for room (TFD_BLOCK).
+ * Sends never block on a subscriber: a full socket queues too. Messages
+ * carry the topic's sequence number, the same for every subscriber, so a
+ * subscriber counts what was dropped for it from the gaps.
+ *
+ * A subscriber connects when the publisher's socket appears, retrying
+ * every ATTACH_RETRY_MS, and again after the publisher went away. Its fd
+ * is an epoll set holding the channel's fd while attached and a timer
+ * while not, so an event loop sees one stable fd.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "pool.h"
+
+#define DEFAULT_DEPTH 16
+#define ATTACH_RETRY_MS 20
+
+struct peer {
+	struct tfd_channel *ch;
+	struct tfd_subscriber_info info;
+	struct tfd_message **q;		/* waiting for room, oldest first */
+	unsigned int q_head, q_len;
+};
+
+struct tfd_publisher {
+	unsigned int refs;
+	unsigned int flags;
+	char topic[TFD_TOPIC_MAX + 1];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct tfd_listener *listener;
+	int epfd;
+	struct pool pool;
+	struct peer **peers;
+	size_t n_peers, cap_peers;
+	unsigned int depth;
+	enum tfd_drop_policy policy;
+	int block_timeout_ms;
+	uint32_t *uids, *gids;
+	size_t n_uids, n_gids;
+	uint64_t seq;
+	struct tfd_message *latched;
+	struct tfd_publisher_stats stats;
+	char err[256];
+};
+
+struct tfd_subscriber {
+	unsigned int refs;
+	char topic[TFD_TOPIC_MAX + 1];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct tfd_channel *ch;
+	int epfd, timerfd;
+	uint64_t next_attempt;
+	int refused;		/* sticky: the publisher will not serve us */
+	struct io_uring *wait_ring;
+	struct tfd_subscriber_stats stats;
+	char err[256];
+};
+
+static int pub_fail(struct tfd_publisher *pub, int err, const char *what)
+{
+	return tfd_fail(pub->err, sizeof(pub->err), err, "%s: %s", what, tfd_last_error());
+}
+
+/* --- publisher: subscribers --- */
+
+static void peer_free(struct tfd_publisher *pub, struct peer *p)
+{
+	int fd = tfd_channel_get_fd(p->ch);
+
+	if (fd >= 0)
+		epoll_ctl(pub->epfd, EPOLL_CTL_DEL, fd, NULL);
+	while (p->q_len) {
+		tfd_message_unref(p->q[p->q_head]);
+		p->q_head = (p->q_head + 1) % pub->depth;
+		p->q_len--;
+	}
+	/* the channel returns every loan of this subscriber as it goes */
+	tfd_channel_unref(p->ch);
+	free(p->q);
+	free(p);
+}
+
+static void peer_remove(struct tfd_publisher *pub, size_t i, int err)
+{
+	struct peer *p = pub->peers[i];
+
+	tfd_log(TFD_LOG_INFO, "topic %s: subscriber pid %d left (%s)", pub->topic, p->info.pid,
+		strerror(-err));
+	pub->peers[i] = pub->peers[--pub->n_peers];
+	pub->stats.subscribers = pub->n_peers;
+	peer_free(pub, p);
+}
+
+static bool peer_has_room(const struct tfd_publisher *pub, const struct peer *p)
+{
+	return channel_in_flight(p->ch) < pub->depth;
+}
+
+/* Send queued messages while there is room. < 0: the subscriber is gone. */
+static int peer_flush(struct tfd_publisher *pub, struct peer *p)
+{
+	struct tfd_message *m;
+	int r;
+
+	while (p->q_len && peer_has_room(pub, p)) {
+		m = p->q[p->q_head];
+		r = channel_send_seq(p->ch, m, m->seq);
+		if (r == -ETIMEDOUT)
+			return 0;	/* its socket is full: later */
+		if (r < 0)
+			return r;
+		p->q_head = (p->q_head + 1) % pub->depth;
+		p->q_len--;
+		p->info.delivered++;
+		tfd_message_unref(m);
+	}
+	return 0;
+}
+
+static void peer_enqueue(struct tfd_publisher *pub, struct peer *p, struct tfd_message *m)
+{
+	if (p->q_len == pub->depth) {
+		/* keep the newest: the oldest waiting message goes */
+		tfd_message_unref(p->q[p->q_head]);
+		p->q_head = (p->q_head + 1) % pub->depth;
+		p->q_len--;
+		p->info.dropped++;
+		pub->stats.dropped++;
+	}
+	p->q[(p->q_head + p->q_len++) % pub->depth] = tfd_message_ref(m);
+}
+
+static int peer_deliver(struct tfd_publisher *pub, struct peer *p, struct tfd_message *m)
+{
+	int r;
+
+	if (!p->q_len && peer_has_room(pub, p)) {
+		r = channel_send_seq(p->ch, m, m->seq);
+		if (r == 0) {
+			p->info.delivered++;
+			return 0;
+		}
+		if (r != -ETIMEDOUT)
+			return r;
+	}
+	peer_enqueue(pub, p, m);
+	return 0;
+}
+
+static bool creds_allowed(const struct tfd_publisher *pub, const struct ucred *uc)
+{
+	size_t i;
+
+	if (!pub->n_uids && !pub->n_gids)
+		return true;
+	for (i = 0; i < pub->n_uids; i++)
+		if (pub->uids[i] == uc->uid)
+			return true;
+	for (i = 0; i < pub->n_gids; i++)
+		if (pub->gids[i] == uc->gid)
+			return true;
+	return false;
+}
+
+static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct ucred uc = { 0 };
+	socklen_t len = sizeof(uc);
+	struct peer *p, **peers;
+	char reason[160];
+	int fd, r;
+
+	getsockopt(channel_sockfd(ch), SOL_SOCKET, SO_PEERCRED, &uc, &len);
+	if (!creds_allowed(pub, &uc)) {
+		snprintf(reason, sizeof(reason), "uid %u gid %u may not subscribe to topic %s",
+			 uc.uid, uc.gid, pub->topic);
+		channel_refuse(ch, EACCES, reason);
+		tfd_channel_unref(ch);
+		pub->stats.refused++;
+		tfd_fail(pub->err, sizeof(pub->err), -EACCES, "refused pid %d: %s", uc.pid, reason);
+		tfd_log(TFD_LOG_WARNING, "%s", pub->err);
+		return 0;
+	}
+	if (pub->n_peers == pub->cap_peers) {
+		size_t cap = pub->cap_peers ? pub->cap_peers * 2 : 8;
+
+		peers = realloc(pub->peers, cap * sizeof(*peers));
+		if (!peers)
+			goto nomem;
+		pub->peers = peers;
+		pub->cap_peers = cap;
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		goto nomem;
+	p->q = calloc(pub->depth, sizeof(*p->q));
+	fd = tfd_channel_get_fd(ch);
+	ev.data.ptr = p;
+	if (!p->q || fd < 0 || epoll_ctl(pub->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		free(p->q);
+		free(p);
+		goto nomem;
+	}
+	p->ch = ch;
+	p->info.pid = uc.pid;
+	p->info.uid = uc.uid;
+	p->info.gid = uc.gid;
+	tfd_channel_set_send_timeout(ch, 0);
+	pub->peers[pub->n_peers++] = p;
+	pub->stats.subscribers = pub->n_peers;
+	pub->stats.attached_total++;
+	tfd_log(TFD_LOG_INFO, "topic %s: subscriber pid %d uid %u attached", pub->topic, uc.pid,
+		uc.uid);
+	if (pub->latched) {
+		r = peer_deliver(pub, p, pub->latched);
+		if (r < 0)
+			peer_remove(pub, pub->n_peers - 1, r);
+	}
+	return 1;
+nomem:
+	tfd_channel_unref(ch);
+	return -ENOMEM;
+}
+
+/* One pass over everything without waiting: returns events handled. */
+static int pub_process(struct tfd_publisher *pub)
+{
+	struct tfd_channel *ch;
+	size_t i;
+	int n = 0, r;
+
+	for (;;) {
+		r = tfd_listener_accept(pub->listener, 0, &ch);
+		if (r == -EAGAIN)
+			break;
+		if (r < 0) {
+			tfd_log(TFD_LOG_WARNING, "topic %s: accept: %s", pub->topic, strerror(-r));
+			break;
+		}
+		r = peer_add(pub, ch);
+		if (r < 0)
+			return r;
+		n++;
+	}
+	for (i = 0; i < pub->n_peers;) {
+		struct peer *p = pub->peers[i];
+
+		r = tfd_channel_dispatch(p->ch, 0);
+		if (r >= 0) {
+			n += r;
+			r = peer_flush(pub, p);
+		}
+		if (r < 0) {
+			peer_remove(pub, i, r);
+			n++;
+			continue;
+		}
+		i++;
+	}
+	return n;
+}
+
+static int pub_wait(struct tfd_publisher *pub, int timeout_ms)
+{
+	struct epoll_event ev[16];
+	int r;
+
+	r = epoll_wait(pub->epfd, ev, 16, timeout_ms);
+	if (r < 0 && errno != EINTR)
+		return -errno;
+	return r < 0 ? -EINTR : 0;
+}
+
+TFD_EXPORT int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms)
+{
+	int n, r;
+
+	if (!pub)
+		return -EINVAL;
+	n = pub_process(pub);
+	if (n != 0 || timeout_ms == 0)
+		return n;
+	r = pub_wait(pub, timeout_ms);
+	if (r < 0)
+		return r;
+	return pub_process(pub);
+}
+
+/* TFD_BLOCK: wait until every subscriber has room, or the timeout passes. */
+static int pub_wait_room(struct tfd_publisher *pub)
+{
+	uint64_t deadline = pub->block_timeout_ms < 0
+				    ? UINT64_MAX
+				    : tfd_now_ns() + (uint64_t)pub->block_timeout_ms * 1000000;
+	uint64_t now;
+	size_t i;
+	int r;
+
+	for (;;) {
+		for (i = 0; i < pub->n_peers; i++)
+			if (pub->peers[i]->q_len || !peer_has_room(pub, pub->peers[i]))
+				break;
+		if (i == pub->n_peers)
+			return 0;
+		now = tfd_now_ns();
+		if (now >= deadline)
+			return tfd_fail(pub->err, sizeof(pub->err), -ETIMEDOUT,
+					"subscriber pid %d has no room (blocking policy, %d ms)",
+					pub->peers[i]->info.pid, pub->block_timeout_ms);
+		r = pub_wait(pub, deadline == UINT64_MAX ? -1
+							 : (int)((deadline - now + 999999) / 1000000));
+		if (r < 0 && r != -EINTR)
+			return r;
+		r = pub_process(pub);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* --- publisher: lifecycle and settings --- */
+
+TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct tfd_publisher **ret)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct tfd_publisher *pub;
+	char dir[PATH_MAX];
+	struct stat st;
+	int r;
+
+	if (!ret || (flags & ~(TFD_PUBLISHER_LATCHED | TFD_PUBLISHER_ZERO_COPY)))
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_new");
+	pub = calloc(1, sizeof(*pub));
+	if (!pub)
+		return -ENOMEM;
+	pub->refs = 1;
+	pub->flags = flags;
+	pub->epfd = -1;
+	pub->depth = DEFAULT_DEPTH;
+	pub->policy = TFD_DROP_OLDEST;
+	pub->block_timeout_ms = 1000;
+	pool_init(&pub->pool);
+	r = tfd_topic_path(topic, pub->path, sizeof(pub->path));
+	if (r < 0)
+		goto fail;
+	snprintf(pub->topic, sizeof(pub->topic), "%s", topic);
+	r = topic_make_dirs(pub->path);
+	if (r < 0)
+		goto fail;
+	r = tfd_listener_new(pub->path, &pub->listener);
+	if (r < 0) {
+		if (r == -EADDRINUSE)
+			tfd_fail(NULL, 0, r, "topic %s already has a live publisher", topic);
+		goto fail;
+	}
+	/* the socket's mode follows the runtime directory's */
+	if (tfd_runtime_dir(dir, sizeof(dir)) >= 0 && stat(dir, &st) == 0)
+		chmod(pub->path, st.st_mode & 0666);
+	pub->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (pub->epfd < 0 ||
+	    epoll_ctl(pub->epfd, EPOLL_CTL_ADD, tfd_listener_get_fd(pub->listener), &ev) < 0) {
+		r = tfd_fail(NULL, 0, -errno, "epoll: %s", strerror(errno));
+		goto fail;
+	}
+	*ret = pub;
+	return 0;
+fail:
+	tfd_publisher_unref(pub);
+	return r;
+}
+
+TFD_EXPORT struct tfd_publisher *tfd_publisher_ref(struct tfd_publisher *pub)
+{
+	if (pub)
+		pub->refs++;
+	return pub;
+}
+
+TFD_EXPORT struct tfd_publisher *tfd_publisher_unref(struct tfd_publisher *pub)
+{
+	if (!pub || --pub->refs > 0)
+		return NULL;
+	while (pub->n_peers)
+		peer_remove(pub, pub->n_peers - 1, -ESHUTDOWN);
+	free(pub->peers);
+	tfd_message_unref(pub->latched);
+	pool_free(&pub->pool);
+	tfd_listener_unref(pub->listener);
+	if (pub->epfd >= 0)
+		close(pub->epfd);
+	free(pub->uids);
+	free(pub->gids);
+	free(pub);
+	return NULL;
+}
+
+TFD_EXPORT int tfd_publisher_set_pool_limits(struct tfd_publisher *pub, unsigned int max_buffers,
+					     uint64_t max_bytes)
+{
+	if (!pub || !max_buffers || !max_bytes)
+		return -EINVAL;
+	pub->pool.max_buffers = max_buffers;
+	pub->pool.max_bytes = max_bytes;
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_set_queue(struct tfd_publisher *pub, unsigned int depth,
+				       enum tfd_drop_policy policy, int block_timeout_ms)
+{
+	if (!pub || depth == 0 || depth > 65536 || block_timeout_ms < -1 ||
+	    (policy != TFD_DROP_OLDEST && policy != TFD_BLOCK))
+		return -EINVAL;
+	if (pub->n_peers)
+		return tfd_fail(pub->err, sizeof(pub->err), -EBUSY,
+				"the queue depth is set before the first subscriber attaches");
+	pub->depth = depth;
+	pub->policy = policy;
+	pub->block_timeout_ms = block_timeout_ms;
+	return 0;
+}
+
+static int id_append(uint32_t **ids, size_t *n, uint32_t id)
+{
+	uint32_t *v = realloc(*ids, (*n + 1) * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	v[(*n)++] = id;
+	*ids = v;
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_allow_uid(struct tfd_publisher *pub, uint32_t uid)
+{
+	return pub ? id_append(&pub->uids, &pub->n_uids, uid) : -EINVAL;
+}
+
+TFD_EXPORT int tfd_publisher_allow_gid(struct tfd_publisher *pub, uint32_t gid)
+{
+	return pub ? id_append(&pub->gids, &pub->n_gids, gid) : -EINVAL;
+}
+
+TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret)
+{
+	int r;
+
+	if (!pub || !ret)
+		return -EINVAL;
+	/* buffers come back through releases: take them in first */
+	pub_process(pub);
+	r = pool_loan(&pub->pool, size, ret);
+	if (r < 0)
+		return pub_fail(pub, r, "loan");
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_dtype dtype,
+					 int ndim, const int64_t *shape, struct tfd_buffer **buf,
+					 struct tfd_layout *layout)
+{
+	struct tfd_layout l;
+	uint64_t n;
+	int r;
+
+	if (!pub || !buf || !layout)
+		return -EINVAL;
+	r = tfd_layout_init(&l, dtype, ndim, shape);
+	if (r < 0)
+		return pub_fail(pub, r, "layout");
+	r = tfd_layout_nbytes(&l, &n);
+	if (r < 0)
+		return pub_fail(pub, r, "layout");
+	r = tfd_publisher_loan(pub, n ? n : 1, buf);
+	if (r < 0)
+		return r;
+	*layout = l;
+	return 0;
+}
+
+/*
+ * The message that goes out: msg itself when every tensor lives in the
+ * pool, else a copy whose foreign tensors were copied once into pool
+ * buffers (their strides kept) and marked as copied.
+ */
+static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct tfd_message **ret)
+{
+	struct tfd_message *out;
+	struct tfd_buffer *b;
+	uint64_t lo, hi;
+	unsigned int i;
+	size_t ulen;
+	const void *u;
+	int r;
+
+	for (i = 0; i < msg->n && pool_owns(&pub->pool, msg->t[i].buf); i++)
+		;
+	if (i == msg->n) {
+		*ret = tfd_message_ref(msg);
+		return 0;
+	}
+	if (pub->flags & TFD_PUBLISHER_ZERO_COPY)
+		return tfd_fail(pub->err, sizeof(pub->err), -EXDEV,
+				"tensor '%s' is not loaned from the pool and the publisher requires zero-copy",
+				msg->t[i].name);
+	r = tfd_message_new(&out);
+	if (r < 0)
+		return r;
+	for (i = 0; i < msg->n && r >= 0; i++) {
+		struct tfd_layout l = msg->t[i].layout;
+
+		if (pool_owns(&pub->pool, msg->t[i].buf)) {
+			r = tfd_message_add_tensor(out, msg->t[i].name, msg->t[i].buf, &l);
+			continue;
+		}
+		r = tfd_layout_span(&l, &lo, &hi);
+		if (r >= 0)
+			r = tfd_publisher_loan(pub, hi > lo ? hi - lo : 1, &b);
+		if (r < 0)
+			break;
+		memcpy(b->map, (char *)msg->t[i].buf->map + lo, hi - lo);
+		l.byte_offset -= lo;
+		r = tfd_message_add_tensor(out, msg->t[i].name, b, &l);
+		if (r >= 0)
+			out->t[out->n - 1].flags |= TENSOR_COPIED;
+		tfd_buffer_unref(b);
+		pub->stats.copied_tensors++;
+	}
+	u = tfd_message_get_user_data(msg, &ulen);
+	if (r >= 0)
+		r = tfd_message_set_user_data(out, u, ulen);
+	if (r < 0) {
+		tfd_message_unref(out);
+		return r;
+	}
+	*ret = out;
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_message *msg)
+{
+	struct tfd_message *out;
+	size_t i;
+	int r;
+
+	if (!pub || !msg)
+		return -EINVAL;
+	r = pub_process(pub);
+	if (r < 0)
+		return r;
+	if (pub->policy == TFD_BLOCK) {
+		r = pub_wait_room(pub);
+		if (r < 0)
+			return r;
+	}
+	r = outgoing(pub, msg, &out);
+	if (r < 0)
+		return r;
+	out->seq = ++pub->seq;
+	out->timestamp = tfd_now_ns();
+	if (out != msg && !msg->received) {
+		msg->seq = out->seq;
+		msg->timestamp = out->timestamp;
+	}
+	for (i = 0; i < pub->n_peers;) {
+		r = peer_deliver(pub, pub->peers[i], out);
+		if (r < 0) {
+			peer_remove(pub, i, r);
+			continue;
+		}
+		i++;
+	}
+	if (pub->flags & TFD_PUBLISHER_LATCHED) {
+		tfd_message_unref(pub->latched);
+		pub->latched = tfd_message_ref(out);
+	}
+	tfd_message_unref(out);
+	pub->stats.published++;
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_get_fd(const struct tfd_publisher *pub)
+{
+	return pub ? pub->epfd : -EINVAL;
+}
+
+TFD_EXPORT int tfd_publisher_get_stats(const struct tfd_publisher *pub,
+				       struct tfd_publisher_stats *stats)
+{
+	if (!pub || !stats)
+		return -EINVAL;
+	*stats = pub->stats;
+	pool_stats(&pub->pool, &stats->pool_buffers, &stats->pool_bytes, &stats->pool_buffers_busy,
+		   &stats->pool_bytes_busy);
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_get_subscriber(const struct tfd_publisher *pub, unsigned int index,
+					    struct tfd_subscriber_info *info)
+{
+	const struct peer *p;
+
+	if (!pub || !info)
+		return -EINVAL;
+	if (index >= pub->n_peers)
+		return -ENOENT;
+	p = pub->peers[index];
+	*info = p->info;
+	info->queued = p->q_len;
+	info->in_flight = channel_in_flight(p->ch);
+	return 0;
+}
+
+TFD_EXPORT const char *tfd_publisher_path(const struct tfd_publisher *pub)
+{
+	return pub ? pub->path : NULL;
+}
+
+TFD_EXPORT const char *tfd_publisher_strerror(const struct tfd_publisher *pub)
+{
+	return pub ? pub->err : NULL;
+}
+
+/* --- subscriber --- */
+
+static void timer_arm(struct tfd_subscriber *sub, bool on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on) {
+		its.it_value.tv_nsec = ATTACH_RETRY_MS * 1000000L;
+		its.it_interval.tv_nsec = ATTACH_RETRY_MS * 1000000L;
+	}
+	timerfd_settime(sub->timerfd, 0, &its, NULL);
+}
+
+static void sub_detach(struct tfd_subscriber *sub)
+{
+	int fd;
+
+	if (!sub->ch)
+		return;
+	fd = tfd_channel_get_fd(sub->ch);
+	if (fd >= 0)
+		epoll_ctl(sub->epfd, EPOLL_CTL_DEL, fd, NULL);
+	/* messages already received stay valid: they hold their own mappings */
+	sub->ch = tfd_channel_unref(sub->ch);
+	sub->stats.connected = false;
+	timer_arm(sub, true);
+}
+
+static int sub_attach(struct tfd_subscriber *sub)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	uint64_t now = tfd_now_ns(), drain;
+	struct tfd_channel *ch;
+	int r, fd;
+
+	if (now < sub->next_attempt)
+		return -ENOENT;
+	sub->next_attempt = now + ATTACH_RETRY_MS * 1000000ull;
+	r = tfd_channel_connect(sub->path, &ch);
+	if (r < 0)
+		return r;
+	fd = tfd_channel_get_fd(ch);
+	if (fd < 0 || epoll_ctl(sub->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		tfd_channel_unref(ch);
+		return fd < 0 ? fd : -errno;
+	}
+	sub->ch = ch;
+	sub->stats.connected = true;
+	sub->stats.attaches++;
+	/* a new publisher counts from 1 again */
+	sub->stats.last_seq = 0;
+	timer_arm(sub, false);
+	while (read(sub->timerfd, &drain, sizeof(drain)) > 0)
+		;
+	return 0;
+}
+
+TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
+				  struct tfd_subscriber **ret)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct tfd_subscriber *sub;
+	int r;
+
+	if (!ret || flags)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_subscriber_new");
+	sub = calloc(1, sizeof(*sub));
+	if (!sub)
+		return -ENOMEM;
+	sub->refs = 1;
+	sub->epfd = -1;
+	sub->timerfd = -1;
+	r = tfd_topic_path(topic, sub->path, sizeof(sub->path));
+	if (r < 0)
+		goto fail;
+	snprintf(sub->topic, sizeof(sub->topic), "%s", topic);
+	sub->epfd = epoll_create1(EPOLL_CLOEXEC);
+	sub->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	ev.data.fd = sub->timerfd;
+	if (sub->epfd < 0 || sub->timerfd < 0 ||
+	    epoll_ctl(sub->epfd, EPOLL_CTL_ADD, sub->timerfd, &ev) < 0) {
+		r = tfd_fail(NULL, 0, -errno, "epoll/timerfd: %s", strerror(errno));
+		goto fail;
+	}
+	timer_arm(sub, true);
+	sub_attach(sub);
+	*ret = sub;
+	return 0;
+fail:
+	tfd_subscriber_unref(sub);
+	return r;
+}
+
+TFD_EXPORT struct tfd_subscriber *tfd_subscriber_ref(struct tfd_subscriber *sub)
+{
+	if (sub)
+		sub->refs++;
+	return sub;
+}
+
+TFD_EXPORT struct tfd_subscriber *tfd_subscriber_unref(struct tfd_subscriber *sub)
+{
+	if (!sub || --sub->refs > 0)
+		return NULL;
+	sub_detach(sub);
+	if (sub->wait_ring) {
+		io_uring_queue_exit(sub->wait_ring);
+		free(sub->wait_ring);
+	}
+	if (sub->timerfd >= 0)
+		close(sub->timerfd);
+	if (sub->epfd >= 0)
+		close(sub->epfd);
+	free(sub);
+	return NULL;
+}
+
+static int wait_slice(uint64_t deadline, int cap_ms)
+{
+	uint64_t now = tfd_now_ns();
+	int ms;
+
+	if (deadline == UINT64_MAX)
+		return cap_ms;
+	if (now >= deadline)
+		return 0;
+	ms = (int)((deadline - now + 999999) / 1000000);
+	return cap_ms >= 0 && ms > cap_ms ? cap_ms : ms;
+}
+
+TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
+				   struct tfd_message **ret)
+{
+	uint64_t deadline;
+	struct tfd_message *m;
+	struct pollfd pfd;
+	uint64_t drain;
+	int r;
+
+	if (!sub || !ret)
+		return -EINVAL;
+	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	for (;;) {
+		if (sub->refused)
+			return sub->refused;
+		if (!sub->ch)
+			sub_attach(sub);
+		if (sub->ch) {
+			r = tfd_channel_recv(sub->ch, wait_slice(deadline, -1), &m);
+			if (r == 0) {
+				uint64_t seq = tfd_message_seq(m);
+
+				if (sub->stats.last_seq && seq > sub->stats.last_seq + 1)
+					sub->stats.dropped += seq - sub->stats.last_seq - 1;
+				sub->stats.last_seq = seq;
+				sub->stats.received++;
+				*ret = m;
+				return 0;
+			}
+			if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
+				return r;
+			snprintf(sub->err, sizeof(sub->err), "%s", tfd_channel_strerror(sub->ch));
+			sub_detach(sub);
+			if (r == -EACCES) {
+				sub->refused = r;
+				return r;
+			}
+			/* the publisher went away (or broke the protocol): say so once */
+			tfd_fail(NULL, 0, -ECONNRESET, "publisher of %s gone: %s", sub->topic,
+				 sub->err);
+			snprintf(sub->err, sizeof(sub->err), "%s", tfd_last_error());
+			return -ECONNRESET;
+		}
+		if (timeout_ms == 0)
+			return -EAGAIN;
+		if (wait_slice(deadline, -1) == 0)
+			return -ETIMEDOUT;
+		pfd = (struct pollfd){ .fd = sub->timerfd, .events = POLLIN };
+		if (poll(&pfd, 1, wait_slice(deadline, ATTACH_RETRY_MS)) < 0 && errno == EINTR)
+			return -EINTR;
+		while (read(sub->timerfd, &drain, sizeof(drain)) > 0)
+			;
+	}
+}
+
+TFD_EXPORT int tfd_subscriber_get_fd(const struct tfd_subscriber *sub)
+{
+	return sub ? sub->epfd : -EINVAL;
+}
+
+TFD_EXPORT int tfd_subscriber_get_stats(const struct tfd_subscriber *sub,
+					struct tfd_subscriber_stats *stats)
+{
+	if (!sub || !stats)
+		return -EINVAL;
+	*stats = sub->stats;
+	return 0;
+}
+
+TFD_EXPORT const char *tfd_subscriber_strerror(const struct tfd_subscriber *sub)
+{
+	return sub ? sub->err : NULL;
+}
+
+static bool sub_ready_now(const struct tfd_subscriber *sub)
+{
+	return sub->refused || (sub->ch && channel_queued(sub->ch));
+}
+
+/* Wait with io_uring: one POLL_ADD per subscriber's epoll fd. */
+static int wait_uring(struct tfd_subscriber *const *subs, unsigned int n, int timeout_ms,
+		      bool *ready)
+{
+	struct io_uring *ring = subs[0]->wait_ring;
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	unsigned int i, pending = 0;
+	int r, count = 0;
+
+	for (i = 0; i < n; i++) {
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe) {
+			io_uring_submit(ring);
+			sqe = io_uring_get_sqe(ring);
+		}
+		io_uring_prep_poll_add(sqe, subs[i]->epfd, POLLIN);
+		io_uring_sqe_set_data64(sqe, i + 1);
+		pending++;
+	}
+	io_uring_submit(ring);
+	if (timeout_ms < 0) {
+		r = io_uring_wait_cqe(ring, &cqe);
+	} else {
+		struct __kernel_timespec ts = {
+			.tv_sec = timeout_ms / 1000,
+			.tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+		};
+
+		r = io_uring_wait_cqe_timeout(ring, &cqe, &ts);
+	}
+	/* cancel the polls still armed, then reap every completion */
+	for (i = 0; i < n; i++) {
+		sqe = io_uring_get_sqe(ring);
+		if (!sqe) {
+			io_uring_submit(ring);
+			sqe = io_uring_get_sqe(ring);
+		}
+		io_uring_prep_poll_remove(sqe, i + 1);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+	io_uring_submit(ring);
+	while (pending) {
+		if (io_uring_wait_cqe(ring, &cqe) < 0)
+			break;
+		if (cqe->user_data) {
+			pending--;
+			if (cqe->res > 0 && !ready[cqe->user_data - 1]) {
+				ready[cqe->user_data - 1] = true;
+				count++;
+			}
+		}
+		io_uring_cqe_seen(ring, cqe);
+	}
+	/* removals that found nothing to remove still complete */
+	while (io_uring_peek_cqe(ring, &cqe) == 0)
+		io_uring_cqe_seen(ring, cqe);
+	if (count)
+		return count;
+	if (r == -ETIME)
+		return timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT;
+	return r < 0 ? r : -ETIMEDOUT;
+}
+
+TFD_EXPORT int tfd_subscriber_wait(struct tfd_subscriber *const *subs, unsigned int n,
+				   int timeout_ms, bool *ready)
+{
+	struct pollfd *pfd;
+	unsigned int i;
+	int count = 0, r;
+
+	if (!subs || !n || !ready || n > 1024)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (!subs[i])
+			return -EINVAL;
+		/* one that waits for its publisher may attach now */
+		if (!subs[i]->ch && !subs[i]->refused)
+			sub_attach(subs[i]);
+		ready[i] = sub_ready_now(subs[i]);
+		count += ready[i];
+	}
+	if (count)
+		return count;
+	if (!subs[0]->wait_ring) {
+		struct io_uring *ring = calloc(1, sizeof(*ring));
+
+		if (ring && io_uring_queue_init(64, ring, 0) == 0)
+			subs[0]->wait_ring = ring;
+		else
+			free(ring);
+	}
+	if (subs[0]->wait_ring)
+		return wait_uring(subs, n, timeout_ms, ready);
+	/* io_uring unavailable: the same wait with poll(2) */
+	pfd = calloc(n, sizeof(*pfd));
+	if (!pfd)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		pfd[i] = (struct pollfd){ .fd = subs[i]->epfd, .events = POLLIN };
+	r = poll(pfd, n, timeout_ms);
+	for (i = 0; r > 0 && i < n; i++)
+		if (pfd[i].revents & POLLIN) {
+			ready[i] = true;
+			count++;
+		}
+	free(pfd);
+	if (r < 0)
+		return -errno;
+	return count ? count : (timeout_ms == 0 ? -EAGAIN : -ETIMEDOUT);
+}
