@@ -785,8 +785,12 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 	for (;;) {
 		if (sub->refused)
 			return sub->refused;
-		if (!sub->ch)
+		if (!sub->ch) {
+			/* the retry timer made the fd readable: that is consumed here */
+			while (read(sub->timerfd, &drain, sizeof(drain)) > 0)
+				;
 			sub_attach(sub);
+		}
 		if (sub->ch) {
 			r = tfd_channel_recv(sub->ch, wait_slice(deadline, -1), &m);
 			if (r == 0) {
@@ -820,8 +824,6 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 		pfd = (struct pollfd){ .fd = sub->timerfd, .events = POLLIN };
 		if (poll(&pfd, 1, wait_slice(deadline, ATTACH_RETRY_MS)) < 0 && errno == EINTR)
 			return -EINTR;
-		while (read(sub->timerfd, &drain, sizeof(drain)) > 0)
-			;
 	}
 }
 

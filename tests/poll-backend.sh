@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # The channel tests again with the poll(2) notification backend, the one
 # used where io_uring is blocked (seccomp, kernel.io_uring_disabled).
-tests="roundtrip reuse peer-death recv-modes hostile listener"
+tests="roundtrip reuse peer-death recv-modes hostile listener pubsub pubsub-crash"
 n=0
 for t in $tests; do
 	n=$((n + 1))
