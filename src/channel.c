@@ -307,8 +307,15 @@ static void ch_flush_releases(struct tfd_channel *ch)
 		w->pad = 0;
 		memcpy(w + 1, ch->rel + ch->rel_len - chunk, chunk * sizeof(uint64_t));
 		if (send(ch->sockfd, w, len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-			if (errno != EAGAIN && errno != EINTR) {
-				ch_fail(ch, -ECONNRESET, "peer closed the channel");
+			if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN) {
+				/*
+				 * The peer is gone: nobody to tell. What it sent
+				 * before it went is still ours to read; the receive
+				 * side ends the channel when it meets the end.
+				 */
+				ch->rel_len = 0;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				ch_fail(ch, -ECONNRESET, "sending releases: %s", strerror(errno));
 				ch_break(ch, -ECONNRESET);
 			}
 			return;
@@ -751,19 +758,20 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 {
 	if (!ch)
 		return -EINVAL;
-	return channel_send_seq(ch, msg, ch->next_seq);
+	return channel_send_seq(ch, msg, ch->next_seq, 0);
 }
 
 /*
- * Send msg as message number seq; seq must not be in flight on this channel
- * (topics use their own sequence, the same for every subscriber).
+ * Send msg as message number seq, stamped ts (0: now); seq must not be in
+ * flight on this channel. Topics pass their own sequence and the publish
+ * time, the same for every subscriber.
  */
-int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t seq)
+int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t seq, uint64_t ts)
 {
 	struct tfd_buffer *uniq[TFD_MAX_TENSORS], *newbufs[TFD_MAX_TENSORS];
 	int fds[TFD_MAX_TENSORS];
 	unsigned int n_uniq = 0, n_new = 0, i, j;
-	uint64_t deadline, ts;
+	uint64_t deadline;
 	struct inflight *f;
 	size_t len;
 	int r;
@@ -811,7 +819,8 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 		return ch_fail(ch, -EEXIST, "message %llu is already in flight",
 			       (unsigned long long)seq);
 	}
-	ts = tfd_now_ns();
+	if (!ts)
+		ts = tfd_now_ns();
 	len = encode_msg(ch, msg, seq, ts, newbufs, n_new);
 	r = ch_sendmsg(ch, ch->txbuf, len, fds, n_new, deadline);
 	if (r < 0) {

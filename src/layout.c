@@ -86,9 +86,11 @@ TFD_EXPORT int tfd_layout_span(const struct tfd_layout *layout, uint64_t *lo, ui
 	if (layout->byte_offset > INT64_MAX)
 		return tfd_fail(NULL, 0, -ERANGE, "byte offset %llu too large",
 				(unsigned long long)layout->byte_offset);
-	for (i = 0; i < layout->ndim; i++) {
+	/* every extent, not only those before a 0: an empty tensor is checked too */
+	for (i = 0; i < layout->ndim; i++)
 		if (layout->shape[i] < 0)
 			return tfd_fail(NULL, 0, -EINVAL, "negative extent in dimension %d", i);
+	for (i = 0; i < layout->ndim; i++) {
 		if (layout->shape[i] == 0) {
 			*lo = *hi = layout->byte_offset;
 			return 0;

@@ -97,6 +97,7 @@ struct uring_priv {
 	unsigned int cur;	/* slot with the posted RECVMSG */
 	bool armed;
 	unsigned int generation;	/* fork_generation when the ring was made */
+	bool reset_seen;	/* the socket reported ECONNRESET once already */
 };
 
 static int uring_arm(struct notify *n)
@@ -194,6 +195,11 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	s = &u->slot[cqe->user_data - 1];
 	io_uring_cqe_seen(&u->ring, cqe);
 	u->armed = false;
+	/* a peer that closed with our packets unread: see poll_next() */
+	if (res == -ECONNRESET && !u->reset_seen) {
+		u->reset_seen = true;
+		return uring_next(n, timeout_ms, pkt);
+	}
 	if (res < 0)
 		return res == -EAGAIN ? -EIO : res;
 	packet_from_slot(s, res, pkt);
@@ -278,6 +284,7 @@ static int poll_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 {
 	struct rx_slot *s = n->priv;
 	struct pollfd pfd = { .fd = n->sockfd, .events = POLLIN };
+	unsigned int resets = 0;
 	ssize_t len;
 	int r;
 
@@ -290,6 +297,14 @@ static int poll_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 				return -ECONNRESET;
 			return 1;
 		}
+		/*
+		 * A peer that closed a SEQPACKET socket with packets of ours
+		 * unread makes our next receive fail with ECONNRESET once, before
+		 * the packets it sent (unix_release_sock sets sk_err). Those are
+		 * still to be read; the end of the stream follows them.
+		 */
+		if (errno == ECONNRESET && !resets++)
+			continue;
 		if (errno != EAGAIN)
 			return -errno;
 		if (timeout_ms == 0)

@@ -15,13 +15,18 @@
 
 #include "internal.h"
 
-/* Create dir 0700 if missing; refuse one that is not a directory of ours. */
-static int ensure_dir(const char *dir, bool private_check)
+/* Create dir with mode if missing; refuse one that is not a directory (of ours). */
+static int ensure_dir(const char *dir, mode_t mode, bool private_check)
 {
 	struct stat st;
 
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+	if (mkdir(dir, mode) == 0) {
+		/* the umask must not make it narrower than asked */
+		if (chmod(dir, mode) < 0)
+			return tfd_fail(NULL, 0, -errno, "chmod %s: %s", dir, strerror(errno));
+	} else if (errno != EEXIST) {
 		return tfd_fail(NULL, 0, -errno, "cannot create %s: %s", dir, strerror(errno));
+	}
 	if (lstat(dir, &st) < 0)
 		return tfd_fail(NULL, 0, -errno, "%s: %s", dir, strerror(errno));
 	if (!S_ISDIR(st.st_mode))
@@ -53,7 +58,7 @@ TFD_EXPORT int tfd_runtime_dir(char *buf, size_t len)
 	}
 	if (n < 0 || (size_t)n >= len)
 		return tfd_fail(NULL, 0, -ENAMETOOLONG, "runtime directory path too long");
-	r = ensure_dir(buf, shared_tmp);
+	r = ensure_dir(buf, 0700, shared_tmp);
 	return r < 0 ? r : n;
 }
 
@@ -116,10 +121,16 @@ TFD_EXPORT int tfd_topic_path(const char *topic, char *buf, size_t len)
 	return n;
 }
 
-/* Create the directories between the runtime directory and the socket. */
+/*
+ * Create the directories between the runtime directory and the socket,
+ * with the runtime directory's mode: in a shared one, others must reach
+ * the socket (the publisher's credential checks decide who subscribes).
+ */
 int topic_make_dirs(const char *path)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX];
+	mode_t mode = 0700;
+	struct stat st;
 	size_t base;
 	char *p;
 	int r;
@@ -128,10 +139,12 @@ int topic_make_dirs(const char *path)
 	if (r < 0)
 		return r;
 	base = (size_t)r;
+	if (stat(dir, &st) == 0)
+		mode = st.st_mode & 01777;
 	snprintf(tmp, sizeof(tmp), "%s", path);
 	for (p = tmp + base + 1; (p = strchr(p, '/')); p++) {
 		*p = '\0';
-		r = ensure_dir(tmp, false);
+		r = ensure_dir(tmp, mode, false);
 		if (r < 0)
 			return r;
 		*p = '/';

@@ -58,6 +58,7 @@ struct tfd_publisher {
 	uint32_t *uids, *gids;
 	size_t n_uids, n_gids;
 	uint64_t seq;
+	pid_t owner;
 	struct tfd_message *latched;
 	struct tfd_publisher_stats stats;
 	char err[256];
@@ -71,6 +72,7 @@ struct tfd_subscriber {
 	int epfd, timerfd;
 	uint64_t next_attempt;
 	int refused;		/* sticky: the publisher will not serve us */
+	pid_t owner;		/* a forked child shares epfd and timerfd: hands off */
 	struct io_uring *wait_ring;
 	struct tfd_subscriber_stats stats;
 	char err[256];
@@ -85,7 +87,8 @@ static int pub_fail(struct tfd_publisher *pub, int err, const char *what)
 
 static void peer_free(struct tfd_publisher *pub, struct peer *p)
 {
-	int fd = tfd_channel_get_fd(p->ch);
+	/* a forked child shares the epoll set with its parent: hands off */
+	int fd = pub->owner == getpid() ? tfd_channel_get_fd(p->ch) : -1;
 
 	if (fd >= 0)
 		epoll_ctl(pub->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -124,7 +127,7 @@ static int peer_flush(struct tfd_publisher *pub, struct peer *p)
 
 	while (p->q_len && peer_has_room(pub, p)) {
 		m = p->q[p->q_head];
-		r = channel_send_seq(p->ch, m, m->seq);
+		r = channel_send_seq(p->ch, m, m->seq, m->timestamp);
 		if (r == -ETIMEDOUT)
 			return 0;	/* its socket is full: later */
 		if (r < 0)
@@ -155,7 +158,7 @@ static int peer_deliver(struct tfd_publisher *pub, struct peer *p, struct tfd_me
 	int r;
 
 	if (!p->q_len && peer_has_room(pub, p)) {
-		r = channel_send_seq(p->ch, m, m->seq);
+		r = channel_send_seq(p->ch, m, m->seq, m->timestamp);
 		if (r == 0) {
 			p->info.delivered++;
 			return 0;
@@ -243,6 +246,13 @@ nomem:
 	return -ENOMEM;
 }
 
+static bool listener_pending(const struct tfd_publisher *pub)
+{
+	struct pollfd pfd = { .fd = tfd_listener_get_fd(pub->listener), .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 1;
+}
+
 /* One pass over everything without waiting: returns events handled. */
 static int pub_process(struct tfd_publisher *pub)
 {
@@ -250,7 +260,8 @@ static int pub_process(struct tfd_publisher *pub)
 	size_t i;
 	int n = 0, r;
 
-	for (;;) {
+	/* a failing accept4() costs a socket allocation: look first */
+	while (listener_pending(pub)) {
 		r = tfd_listener_accept(pub->listener, 0, &ch);
 		if (r == -EAGAIN)
 			break;
@@ -267,6 +278,9 @@ static int pub_process(struct tfd_publisher *pub)
 		struct peer *p = pub->peers[i];
 
 		r = tfd_channel_dispatch(p->ch, 0);
+		/* a full socket delayed a FORGET: the subscriber is slow, not gone */
+		if (r == -ETIMEDOUT || r == -EINTR)
+			r = 0;
 		if (r >= 0) {
 			n += r;
 			r = peer_flush(pub, p);
@@ -286,10 +300,15 @@ static int pub_wait(struct tfd_publisher *pub, int timeout_ms)
 	struct epoll_event ev[16];
 	int r;
 
+	/*
+	 * EINTR is a wake-up, not a failure: io_uring task work for the
+	 * channels' posted receives interrupts epoll_wait() (TIF_NOTIFY_SIGNAL)
+	 * without any signal; the caller processes and returns, as for one.
+	 */
 	r = epoll_wait(pub->epfd, ev, 16, timeout_ms);
 	if (r < 0 && errno != EINTR)
 		return -errno;
-	return r < 0 ? -EINTR : 0;
+	return 0;
 }
 
 TFD_EXPORT int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms)
@@ -330,7 +349,7 @@ static int pub_wait_room(struct tfd_publisher *pub)
 					pub->peers[i]->info.pid, pub->block_timeout_ms);
 		r = pub_wait(pub, deadline == UINT64_MAX ? -1
 							 : (int)((deadline - now + 999999) / 1000000));
-		if (r < 0 && r != -EINTR)
+		if (r < 0)
 			return r;
 		r = pub_process(pub);
 		if (r < 0)
@@ -354,6 +373,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 	if (!pub)
 		return -ENOMEM;
 	pub->refs = 1;
+	pub->owner = getpid();
 	pub->flags = flags;
 	pub->epfd = -1;
 	pub->depth = DEFAULT_DEPTH;
@@ -400,12 +420,13 @@ TFD_EXPORT struct tfd_publisher *tfd_publisher_unref(struct tfd_publisher *pub)
 {
 	if (!pub || --pub->refs > 0)
 		return NULL;
+	/* first the listener, so no subscriber re-attaches to a dying publisher */
+	pub->listener = tfd_listener_unref(pub->listener);
 	while (pub->n_peers)
 		peer_remove(pub, pub->n_peers - 1, -ESHUTDOWN);
 	free(pub->peers);
 	tfd_message_unref(pub->latched);
 	pool_free(&pub->pool);
-	tfd_listener_unref(pub->listener);
 	if (pub->epfd >= 0)
 		close(pub->epfd);
 	free(pub->uids);
@@ -498,9 +519,10 @@ TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_d
 }
 
 /*
- * The message that goes out: msg itself when every tensor lives in the
- * pool, else a copy whose foreign tensors were copied once into pool
- * buffers (their strides kept) and marked as copied.
+ * The message that goes out: always a new message object (the caller may
+ * publish msg again while this one still waits in a queue), naming the
+ * same pool buffers, with foreign tensors copied once into pool buffers
+ * (their strides kept) and marked as copied.
  */
 static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct tfd_message **ret)
 {
@@ -514,11 +536,7 @@ static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct t
 
 	for (i = 0; i < msg->n && pool_owns(&pub->pool, msg->t[i].buf); i++)
 		;
-	if (i == msg->n) {
-		*ret = tfd_message_ref(msg);
-		return 0;
-	}
-	if (pub->flags & TFD_PUBLISHER_ZERO_COPY)
+	if (i < msg->n && (pub->flags & TFD_PUBLISHER_ZERO_COPY))
 		return tfd_fail(pub->err, sizeof(pub->err), -EXDEV,
 				"tensor '%s' is not loaned from the pool and the publisher requires zero-copy",
 				msg->t[i].name);
@@ -712,6 +730,7 @@ TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
 	sub->refs = 1;
 	sub->epfd = -1;
 	sub->timerfd = -1;
+	sub->owner = getpid();
 	r = tfd_topic_path(topic, sub->path, sizeof(sub->path));
 	if (r < 0)
 		goto fail;
@@ -744,7 +763,11 @@ TFD_EXPORT struct tfd_subscriber *tfd_subscriber_unref(struct tfd_subscriber *su
 {
 	if (!sub || --sub->refs > 0)
 		return NULL;
-	sub_detach(sub);
+	/* epoll set and timer are shared with the process we were forked from */
+	if (sub->owner == getpid())
+		sub_detach(sub);
+	else
+		sub->ch = tfd_channel_unref(sub->ch);
 	if (sub->wait_ring) {
 		io_uring_queue_exit(sub->wait_ring);
 		free(sub->wait_ring);

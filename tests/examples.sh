@@ -1,8 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The examples and the timing tool, run as the README shows them: each must
-# exit 0 (the demo checks every word it was handed), and the tool must print
-# a table row for every size it was given.
+# exit 0 (the demo checks every word it was handed, the subscriber every
+# frame), and the tool must print a table row for every size it was given.
 b="${top_builddir:-.}"
 to=""
 command -v timeout >/dev/null 2>&1 && to="timeout 300"
@@ -39,10 +39,29 @@ tap() {
 	fi
 }
 
-echo "1..3"
+echo "1..4"
 run "$b/examples/hello"
 tap "examples/hello" "$(why_failed)"
 run "$b/examples/demo" --size 64M
 tap "examples/demo --size 64M" "$(why_failed)"
 run "$b/tools/tensorfd-pingpong" --sizes 64,1M --iters 200
 tap "tools/tensorfd-pingpong --sizes 64,1M --iters 200, a row per size" "$(why_failed 64 1M)"
+
+# The publish/subscribe pair in a runtime directory of their own: the
+# subscriber first, in the background, waiting for its publisher; then the
+# publisher, which waits for it and publishes as many frames as it expects.
+rundir=$(mktemp -d "${TMPDIR:-/tmp}/tfd-examples.XXXXXX") || exit 1
+$to env TENSORFD_RUNTIME_DIR="$rundir" "$b/examples/subscriber" -n 20 -T 20 \
+	>"$rundir/subscriber.out" 2>&1 &
+sub=$!
+run env TENSORFD_RUNTIME_DIR="$rundir" "$b/examples/publisher" -n 20 -r 200 -w 1
+pub_rc=$rc
+wait $sub
+sub_rc=$?
+out="$out
+$(cat "$rundir/subscriber.out")"
+why=""
+[ $pub_rc -eq 0 ] || why="publisher exit $pub_rc"
+[ $sub_rc -eq 0 ] || why="${why:+$why, }subscriber exit $sub_rc"
+tap "examples/subscriber -n 20 and examples/publisher -n 20, both exit 0" "$why"
+rm -rf "$rundir"
