@@ -188,14 +188,15 @@ static bool creds_allowed(const struct tfd_publisher *pub, const struct ucred *u
 static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
-	struct ucred uc = { 0 };
+	struct ucred uc = { .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	socklen_t len = sizeof(uc);
 	struct peer *p, **peers;
 	char reason[160];
 	int fd, r;
 
-	getsockopt(channel_sockfd(ch), SOL_SOCKET, SO_PEERCRED, &uc, &len);
-	if (!creds_allowed(pub, &uc)) {
+	/* fail closed: unknown credentials must not pass as uid 0 */
+	if (getsockopt(channel_sockfd(ch), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
+	    !creds_allowed(pub, &uc)) {
 		snprintf(reason, sizeof(reason), "uid %u gid %u may not subscribe to topic %s",
 			 uc.uid, uc.gid, pub->topic);
 		channel_refuse(ch, EACCES, reason);
