@@ -222,9 +222,15 @@ static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 	fd = tfd_channel_get_fd(ch);
 	ev.data.ptr = p;
 	if (!p->q || fd < 0 || epoll_ctl(pub->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		/* out of fds or memory: drop this one, it will try again */
+		r = !p->q ? -ENOMEM : fd < 0 ? fd : -errno;
 		free(p->q);
 		free(p);
-		goto nomem;
+		tfd_channel_unref(ch);
+		tfd_fail(pub->err, sizeof(pub->err), r, "cannot serve a new subscriber: %s",
+			 strerror(-r));
+		tfd_log(TFD_LOG_WARNING, "topic %s: %s", pub->topic, pub->err);
+		return 0;
 	}
 	p->ch = ch;
 	p->info.pid = uc.pid;
@@ -270,10 +276,9 @@ static int pub_process(struct tfd_publisher *pub)
 			tfd_log(TFD_LOG_WARNING, "topic %s: accept: %s", pub->topic, strerror(-r));
 			break;
 		}
-		r = peer_add(pub, ch);
-		if (r < 0)
-			return r;
-		n++;
+		/* one subscriber that cannot be added does not stop the others */
+		if (peer_add(pub, ch) > 0)
+			n++;
 	}
 	for (i = 0; i < pub->n_peers;) {
 		struct peer *p = pub->peers[i];
