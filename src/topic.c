@@ -58,6 +58,7 @@ struct tfd_publisher {
 	uint32_t *uids, *gids;
 	size_t n_uids, n_gids;
 	uint64_t seq;
+	uint64_t accept_paused_until;	/* out of fds: the listener rests */
 	pid_t owner;
 	struct tfd_message *latched;
 	struct tfd_publisher_stats stats;
@@ -253,10 +254,33 @@ nomem:
 	return -ENOMEM;
 }
 
-static bool listener_pending(const struct tfd_publisher *pub)
+#define ACCEPT_PAUSE_MS 100
+
+/*
+ * Out of fds, a pending connection stays queued and the listener stays
+ * readable: take it out of the epoll set for a while instead of spinning.
+ */
+static void accept_pause(struct tfd_publisher *pub, int err)
+{
+	if (pub->accept_paused_until)
+		return;
+	epoll_ctl(pub->epfd, EPOLL_CTL_DEL, tfd_listener_get_fd(pub->listener), NULL);
+	pub->accept_paused_until = tfd_now_ns() + ACCEPT_PAUSE_MS * 1000000ull;
+	tfd_log(TFD_LOG_WARNING, "topic %s: accept: %s; new subscribers wait %d ms", pub->topic,
+		strerror(-err), ACCEPT_PAUSE_MS);
+}
+
+static bool listener_pending(struct tfd_publisher *pub)
 {
 	struct pollfd pfd = { .fd = tfd_listener_get_fd(pub->listener), .events = POLLIN };
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
+	if (pub->accept_paused_until) {
+		if (tfd_now_ns() < pub->accept_paused_until)
+			return false;
+		pub->accept_paused_until = 0;
+		epoll_ctl(pub->epfd, EPOLL_CTL_ADD, pfd.fd, &ev);
+	}
 	return poll(&pfd, 1, 0) == 1;
 }
 
@@ -272,6 +296,10 @@ static int pub_process(struct tfd_publisher *pub)
 		r = tfd_listener_accept(pub->listener, 0, &ch);
 		if (r == -EAGAIN)
 			break;
+		if (r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM) {
+			accept_pause(pub, r);
+			break;
+		}
 		if (r < 0) {
 			tfd_log(TFD_LOG_WARNING, "topic %s: accept: %s", pub->topic, strerror(-r));
 			break;
@@ -311,6 +339,9 @@ static int pub_wait(struct tfd_publisher *pub, int timeout_ms)
 	 * channels' posted receives interrupts epoll_wait() (TIF_NOTIFY_SIGNAL)
 	 * without any signal; the caller processes and returns, as for one.
 	 */
+	/* a resting listener is looked at again when its pause ends */
+	if (pub->accept_paused_until && (timeout_ms < 0 || timeout_ms > ACCEPT_PAUSE_MS))
+		timeout_ms = ACCEPT_PAUSE_MS;
 	r = epoll_wait(pub->epfd, ev, 16, timeout_ms);
 	if (r < 0 && errno != EINTR)
 		return -errno;
