@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The ABI guard: the functions libtensorfd.so exports are exactly the names
-# in src/libtensorfd.sym, both ways, and each of them has a man page.
+# in src/libtensorfd.sym, both ways, and each of them, and each inline
+# helper of the header, has a man page.
 srcdir=${top_srcdir:-.}
 builddir=${top_builddir:-.}
 # NM may carry options (libtool's is "nm -B"): it is split into words on use.
@@ -46,7 +47,12 @@ if [ "$n_all" -eq 0 ]; then
 	echo "not ok 1 - no symbols found in $lib or $sym"
 	exit 1
 fi
-echo "1..$((n_all + n_exp))"
+# Public functions also include the header's static inline helpers.
+sed -n -e 's/^static inline [^(]*[ *]\(tfd_[A-Za-z0-9_]*\)(.*/\1/p' \
+	"$srcdir/include/tensorfd.h" | LC_ALL=C sort -u >"$tmp/inline"
+LC_ALL=C sort -u "$tmp/exported" "$tmp/inline" >"$tmp/public"
+n_pub=$(wc -l <"$tmp/public")
+echo "1..$((n_all + n_pub))"
 
 n=0
 fail=0
@@ -75,6 +81,6 @@ while read -r name; do
 		echo "not ok $n - $name has no man page man/man3/$name.3"
 		fail=1
 	fi
-done <"$tmp/exported"
+done <"$tmp/public"
 
 exit $fail
