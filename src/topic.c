@@ -59,6 +59,7 @@ struct tfd_publisher {
 	size_t n_uids, n_gids;
 	uint64_t seq;
 	uint64_t accept_paused_until;	/* out of fds: the listener rests */
+	uint64_t next_accept_look;	/* publish and loan look at most every ms */
 	pid_t owner;
 	struct tfd_message *latched;
 	struct tfd_publisher_stats stats;
@@ -111,7 +112,6 @@ static void peer_remove(struct tfd_publisher *pub, size_t i, int err)
 	tfd_log(TFD_LOG_INFO, "topic %s: subscriber pid %d left (%s)", pub->topic, p->info.pid,
 		strerror(-err));
 	pub->peers[i] = pub->peers[--pub->n_peers];
-	pub->stats.subscribers = pub->n_peers;
 	peer_free(pub, p);
 }
 
@@ -239,7 +239,6 @@ static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 	p->info.gid = uc.gid;
 	tfd_channel_set_send_timeout(ch, 0);
 	pub->peers[pub->n_peers++] = p;
-	pub->stats.subscribers = pub->n_peers;
 	pub->stats.attached_total++;
 	tfd_log(TFD_LOG_INFO, "topic %s: subscriber pid %d uid %u attached", pub->topic, uc.pid,
 		uc.uid);
@@ -270,13 +269,19 @@ static void accept_pause(struct tfd_publisher *pub, int err)
 		strerror(-err), ACCEPT_PAUSE_MS);
 }
 
-static bool listener_pending(struct tfd_publisher *pub)
+static bool listener_pending(struct tfd_publisher *pub, bool always)
 {
 	struct pollfd pfd = { .fd = tfd_listener_get_fd(pub->listener), .events = POLLIN };
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
+	uint64_t now = tfd_now_ns();
+
+	/* a poll(2) per publish would be a syscall on the hot path */
+	if (!always && now < pub->next_accept_look)
+		return false;
+	pub->next_accept_look = now + 1000000;
 	if (pub->accept_paused_until) {
-		if (tfd_now_ns() < pub->accept_paused_until)
+		if (now < pub->accept_paused_until)
 			return false;
 		pub->accept_paused_until = 0;
 		epoll_ctl(pub->epfd, EPOLL_CTL_ADD, pfd.fd, &ev);
@@ -284,15 +289,19 @@ static bool listener_pending(struct tfd_publisher *pub)
 	return poll(&pfd, 1, 0) == 1;
 }
 
-/* One pass over everything without waiting: returns events handled. */
-static int pub_process(struct tfd_publisher *pub)
+/*
+ * One pass over everything without waiting: returns events handled.
+ * from_dispatch: the application waits for events, look at the listener
+ * now; publish and loan look at it at most once a millisecond.
+ */
+static int pub_process(struct tfd_publisher *pub, bool from_dispatch)
 {
 	struct tfd_channel *ch;
 	size_t i;
 	int n = 0, r;
 
 	/* a failing accept4() costs a socket allocation: look first */
-	while (listener_pending(pub)) {
+	while (listener_pending(pub, from_dispatch)) {
 		r = tfd_listener_accept(pub->listener, 0, &ch);
 		if (r == -EAGAIN)
 			break;
@@ -354,13 +363,13 @@ TFD_EXPORT int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms)
 
 	if (!pub)
 		return -EINVAL;
-	n = pub_process(pub);
+	n = pub_process(pub, true);
 	if (n != 0 || timeout_ms == 0)
 		return n;
 	r = pub_wait(pub, timeout_ms);
 	if (r < 0)
 		return r;
-	return pub_process(pub);
+	return pub_process(pub, true);
 }
 
 /* TFD_BLOCK: wait until every subscriber has room, or the timeout passes. */
@@ -388,7 +397,7 @@ static int pub_wait_room(struct tfd_publisher *pub)
 							 : (int)((deadline - now + 999999) / 1000000));
 		if (r < 0)
 			return r;
-		r = pub_process(pub);
+		r = pub_process(pub, true);
 		if (r < 0)
 			return r;
 	}
@@ -525,7 +534,7 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	if (!pub || !ret)
 		return -EINVAL;
 	/* buffers come back through releases: take them in first */
-	pub_process(pub);
+	pub_process(pub, false);
 	r = pool_loan(&pub->pool, size, ret);
 	if (r < 0)
 		return pub_fail(pub, r, "loan");
@@ -619,7 +628,7 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 
 	if (!pub || !msg)
 		return -EINVAL;
-	r = pub_process(pub);
+	r = pub_process(pub, false);
 	if (r < 0)
 		return r;
 	if (pub->policy == TFD_BLOCK) {
@@ -664,6 +673,7 @@ TFD_EXPORT int tfd_publisher_get_stats(const struct tfd_publisher *pub,
 	if (!pub || !stats)
 		return -EINVAL;
 	*stats = pub->stats;
+	stats->subscribers = pub->n_peers;
 	pool_stats(&pub->pool, &stats->pool_buffers, &stats->pool_bytes, &stats->pool_buffers_busy,
 		   &stats->pool_bytes_busy);
 	return 0;
