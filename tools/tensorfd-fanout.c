@@ -46,6 +46,8 @@
 
 #include <tensorfd.h>
 
+#include "toolutil.h"
+
 #define MAX_LIST	16
 #define MAX_SUBS	64
 #define TIMEOUT_MS	30000
@@ -124,11 +126,6 @@ struct run {
 	unsigned int forked;
 };
 
-struct summary {
-	unsigned int n;
-	uint64_t p50, p99, max;	/* ns */
-};
-
 struct lat_result {
 	unsigned int subs;
 	bool spin;
@@ -152,14 +149,6 @@ struct rate_result {
 
 static bool json_first = true;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static struct cost cost_now(void)
 {
 	struct rusage ru;
@@ -182,30 +171,6 @@ static struct cost cost_since(struct cost c0)
 }
 
 /* --- options ------------------------------------------------------------ */
-
-/* "64M", "4096": bytes, with binary K/M/G suffixes. */
-static int parse_size(const char *s, uint64_t *ret)
-{
-	static const char units[] = "KMG";
-	unsigned int shift = 0;
-	unsigned long long v;
-	const char *u;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
-	if (u) {
-		shift = 10 * (unsigned int)(u - units + 1);
-		end++;
-	}
-	if (*end || v == 0 || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*ret = (uint64_t)v << shift;
-	return 0;
-}
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
 {
@@ -388,22 +353,6 @@ static int cpu_of(const struct options *opt, unsigned int who)
 	return (int)opt->cpus[1 + (who - 1) % (opt->n_cpus - 1)];
 }
 
-static int pin_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0)
-		return 0;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-		fprintf(stderr, "tensorfd-fanout: cannot pin to CPU %d: %s\n", cpu,
-			strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
 /* Spinning is measured only where every process has a CPU to spin on. */
 static bool can_spin(const struct options *opt, unsigned int subs)
 {
@@ -421,34 +370,6 @@ static bool can_spin(const struct options *opt, unsigned int subs)
 }
 
 /* --- statistics --------------------------------------------------------- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted samples. */
-static uint64_t percentile(const uint64_t *v, unsigned int n, unsigned int pct)
-{
-	unsigned int rank = (unsigned int)(((uint64_t)n * pct + 99) / 100);
-
-	return v[rank ? rank - 1 : 0];
-}
-
-static struct summary summarize(uint64_t *v, unsigned int n)
-{
-	if (!n)
-		return (struct summary){ 0 };
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return (struct summary){
-		.n = n,
-		.p50 = percentile(v, n, 50),
-		.p99 = percentile(v, n, 99),
-		.max = v[n - 1],
-	};
-}
 
 /* --- subscriber processes ----------------------------------------------- */
 
@@ -553,7 +474,7 @@ static int subscriber(struct run *run, unsigned int idx)
 	struct tfd_subscriber *sub;
 	int r;
 
-	r = pin_cpu(cpu_of(run->opt, 1 + idx));
+	r = pin_cpu("tensorfd-fanout", cpu_of(run->opt, 1 + idx));
 	if (r < 0)
 		return 1;
 	r = tfd_subscriber_new(run->topic, 0, &sub);
@@ -1028,7 +949,7 @@ static int ping_run(const struct options *opt, bool spin, struct ping_result *re
 	pid = fork();
 	if (pid == 0) {
 		close(sv[0]);
-		_exit(pin_cpu(cpu_of(opt, 1)) < 0 ? 1 : ping_echo(sv[1], spin));
+		_exit(pin_cpu("tensorfd-fanout", cpu_of(opt, 1)) < 0 ? 1 : ping_echo(sv[1], spin));
 	}
 	close(sv[1]);
 	r = pid < 0 ? -errno : ping_rounds(sv[0], n, v);
@@ -1145,19 +1066,6 @@ static int rate_run(const struct options *opt, enum tfd_drop_policy policy)
 }
 
 /* --- output --------------------------------------------------------------- */
-
-static const char *fmt_size(char *buf, size_t len, uint64_t size)
-{
-	if (size % GiB == 0)
-		snprintf(buf, len, "%lluG", (unsigned long long)(size / GiB));
-	else if (size % MiB == 0)
-		snprintf(buf, len, "%lluM", (unsigned long long)(size / MiB));
-	else if (size % KiB == 0)
-		snprintf(buf, len, "%lluK", (unsigned long long)(size / KiB));
-	else
-		snprintf(buf, len, "%llu", (unsigned long long)size);
-	return buf;
-}
 
 static double us(uint64_t ns)
 {
@@ -1381,7 +1289,7 @@ int main(int argc, char **argv)
 		perror("tensorfd-fanout: runtime directory");
 		return 1;
 	}
-	r = pin_cpu(cpu_of(&opt, 0));
+	r = pin_cpu("tensorfd-fanout", cpu_of(&opt, 0));
 	if (r == 0) {
 		print_head(&opt);
 		r = run_phases(&opt);

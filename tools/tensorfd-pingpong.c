@@ -35,6 +35,8 @@
 
 #include <tensorfd.h>
 
+#include "toolutil.h"
+
 #define MAX_SIZES	32
 #define TIMEOUT_MS	60000
 #define KiB		(1ull << 10)
@@ -56,50 +58,13 @@ struct peer {
 	const struct options *opt;
 };
 
-struct summary {
-	unsigned int n;
-	uint64_t p50, p99, max;	/* ns */
-};
-
 struct size_result {
 	uint64_t size;
 	uint64_t first_ns;	/* the send that passed the fd */
 	struct summary tfd, rtt, sock;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* --- options ------------------------------------------------------------ */
-
-/* "1G", "64M", "4096": bytes, with binary K/M/G suffixes. */
-static int parse_size(const char *s, uint64_t *ret)
-{
-	static const char units[] = "KMG";
-	const char *u;
-	unsigned long long v;
-	unsigned int shift = 0;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -EINVAL;
-	u = *end ? strchr(units, toupper((unsigned char)*end)) : NULL;
-	if (u) {
-		shift = 10 * (unsigned int)(u - units + 1);
-		end++;
-	}
-	if (*end || v == 0 || v > (UINT64_MAX >> shift))
-		return -EINVAL;
-	*ret = (uint64_t)v << shift;
-	return 0;
-}
 
 static int parse_sizes(const char *arg, struct options *opt)
 {
@@ -212,21 +177,6 @@ static unsigned int sock_iters(const struct options *opt, uint64_t size)
 	return size > 64 * MiB && n > 20 ? 20 : n;
 }
 
-static int pin_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0)
-		return 0;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-		fprintf(stderr, "tensorfd-pingpong: cannot pin to CPU %d: %s\n", cpu, strerror(errno));
-		return -errno;
-	}
-	return 0;
-}
-
 /* --- messages and socket I/O ---------------------------------------------- */
 
 /* A message without tensors, its user bytes one number. */
@@ -301,32 +251,6 @@ static int sock_xfer(int fd, uint64_t *hdr, void *data, uint64_t len, bool out)
 }
 
 /* --- statistics --------------------------------------------------------- */
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted samples. */
-static uint64_t percentile(const uint64_t *v, unsigned int n, unsigned int pct)
-{
-	unsigned int rank = (unsigned int)(((uint64_t)n * pct + 99) / 100);
-
-	return v[rank ? rank - 1 : 0];
-}
-
-static struct summary summarize(uint64_t *v, unsigned int n)
-{
-	qsort(v, n, sizeof(*v), cmp_u64);
-	return (struct summary){
-		.n = n,
-		.p50 = percentile(v, n, 50),
-		.p99 = percentile(v, n, 99),
-		.max = v[n - 1],
-	};
-}
 
 /* --- producer ------------------------------------------------------------- */
 
@@ -504,19 +428,6 @@ static int consumer(struct peer *p)
 
 /* --- output --------------------------------------------------------------- */
 
-static const char *fmt_size(char *buf, size_t len, uint64_t size)
-{
-	if (size % GiB == 0)
-		snprintf(buf, len, "%lluG", (unsigned long long)(size / GiB));
-	else if (size % MiB == 0)
-		snprintf(buf, len, "%lluM", (unsigned long long)(size / MiB));
-	else if (size % KiB == 0)
-		snprintf(buf, len, "%lluK", (unsigned long long)(size / KiB));
-	else
-		snprintf(buf, len, "%llu", (unsigned long long)size);
-	return buf;
-}
-
 static double us(uint64_t ns)
 {
 	return (double)ns / 1e3;
@@ -625,7 +536,7 @@ int main(int argc, char **argv)
 		tfd_channel_unref(ch[0]);
 		close(sv[0]);
 		p = (struct peer){ .ch = ch[1], .fd = sv[1], .opt = &opt };
-		r = pin_cpu(opt.cpu[1]) < 0 ? 1 : consumer(&p);
+		r = pin_cpu("tensorfd-pingpong", opt.cpu[1]) < 0 ? 1 : consumer(&p);
 		tfd_channel_unref(ch[1]);
 		close(sv[1]);
 		return r;
@@ -633,7 +544,7 @@ int main(int argc, char **argv)
 	tfd_channel_unref(ch[1]);
 	close(sv[1]);
 	p = (struct peer){ .ch = ch[0], .fd = sv[0], .opt = &opt };
-	r = pin_cpu(opt.cpu[0]);
+	r = pin_cpu("tensorfd-pingpong", opt.cpu[0]);
 	if (r == 0)
 		r = producer(&p);
 	/* Closing first wakes a consumer still waiting for something. */
