@@ -28,19 +28,6 @@
 #define NEED_FDS	(3 * HOLD + 200)
 #define WORDS		256
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
 static int publish_tagged(struct tfd_publisher *pub, uint64_t tag)
 {
 	const int64_t n = WORDS;
@@ -378,7 +365,7 @@ int main(void)
 	hold_many(pub, &sa, 2);
 	still_works(pub);
 	tfd_publisher_unref(pub);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 	ok(count_fds() == fds0, "no fd leaked");
 	return done_testing();
 }

@@ -16,19 +16,6 @@
 
 #define NOBODY 65534
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
 /* Serve until stats says `subscribers` attached and `refused` refused. */
 static int serve(struct tfd_publisher *pub, uint64_t subscribers, uint64_t refused, int timeout_ms)
 {
@@ -290,8 +277,8 @@ int main(void)
 	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
 	same_user();
 	other_user(shared);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	nftw(shared, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
+	rm_tree(shared);
 	ok(count_fds() == fds0, "no fd leaked overall");
 	return done_testing();
 }

@@ -24,19 +24,6 @@
 #define HOLD		5	/* messages each subscriber keeps */
 #define WORDS		512	/* uint64 per message */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
 static void on_sigbus(int sig)
 {
 	static const char msg[] = "not ok - SIGBUS reading a message\n";
@@ -431,7 +418,7 @@ int main(void)
 	subscribers_killed();
 	publisher_killed();
 	publisher_exits();
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 	ok(count_fds() == fds0, "no fd leaked overall");
 	return done_testing();
 }

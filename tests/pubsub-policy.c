@@ -19,19 +19,6 @@
 #define MESSAGES	1000
 #define DEPTH		16	/* the default */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
 static int wait_subscribers(struct tfd_publisher *pub, uint64_t n, int timeout_ms)
 {
 	struct tfd_publisher_stats st;
@@ -436,7 +423,7 @@ int main(void)
 	depth_four();
 	blocking();
 	settings();
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 	ok(count_fds() == fds0, "no fd leaked overall");
 	return done_testing();
 }

@@ -26,19 +26,6 @@
 static const struct tfd_dtype u32 = { TFD_UINT, 32, 1 };
 static const struct tfd_dtype u8 = { TFD_UINT, 8, 1 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
 static uint32_t word(uint64_t index, uint32_t j)
 {
 	return (uint32_t)(index * 2654435761u) ^ (j * 40503u) ^ (uint32_t)(index >> 7);
@@ -750,7 +737,7 @@ int main(void)
 	ok(dispatch_failures == 0,
 	   "tfd_publisher_dispatch never failed with all peers healthy (%u failures, last %d)",
 	   dispatch_failures, dispatch_error);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 	ok(count_fds() == fds0, "no fd leaked overall");
 	return done_testing();
 }

@@ -11,14 +11,6 @@
 #include "tap.h"
 #include "tensorfd.h"
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void send_bytes(struct tfd_channel *ch, const char *s)
 {
 	struct tfd_message *m;

@@ -50,19 +50,6 @@ struct slot {
 	bool before_restart;	/* lived through the publisher restart */
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
 static uint64_t checksum(const uint64_t *p, uint64_t words)
 {
 	uint64_t h = 0xcbf29ce484222325ull, j;
@@ -384,7 +371,7 @@ int main(void)
 	ok(st.attached_total >= SUBS && st.refused == 0, "attached %llu in all, refused %llu",
 	   (unsigned long long)st.attached_total, (unsigned long long)st.refused);
 	tfd_publisher_unref(pub);
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	rm_tree(dir);
 	ok(count_fds() == fds0, "no fd leaked");
 	return done_testing();
 }
