@@ -351,9 +351,7 @@ int main(void)
 	tap_init(90);
 	signal(SIGPIPE, SIG_IGN);
 	fds0 = count_fds();
-	if (!mkdtemp(dir))
-		skip_all("mkdtemp failed");
-	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
+	tap_runtime_dir(dir);
 	if (!ok(tfd_publisher_new(TOPIC, 0, &pub) == 0, "publisher of %s", TOPIC))
 		return done_testing();
 	if (!ok(tfd_topic_path(TOPIC, sa.sun_path, sizeof(sa.sun_path)) > 0, "socket path %s",

@@ -412,9 +412,7 @@ int main(void)
 	tap_init(60);
 	signal(SIGBUS, on_sigbus);
 	fds0 = count_fds();
-	if (!mkdtemp(dir))
-		skip_all("mkdtemp failed");
-	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
+	tap_runtime_dir(dir);
 	subscribers_killed();
 	publisher_killed();
 	publisher_exits();

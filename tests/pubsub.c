@@ -726,9 +726,7 @@ int main(void)
 
 	tap_init(60);
 	fds0 = count_fds();
-	if (!mkdtemp(dir))
-		skip_all("mkdtemp failed");
-	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
+	tap_runtime_dir(dir);
 	fanout();
 	copies();
 	limits();

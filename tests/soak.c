@@ -244,9 +244,7 @@ int main(void)
 	tap_init((unsigned int)soak + 15);
 	signal(SIGPIPE, SIG_IGN);
 	fds0 = count_fds();
-	if (!mkdtemp(dir))
-		skip_all("mkdtemp failed");
-	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
+	tap_runtime_dir(dir);
 	diag("soak for %d s (SOAK_SECONDS)", soak);
 
 	if (!ok(tfd_publisher_new(TOPIC, 0, &pub) == 0, "publisher of %s", TOPIC))

@@ -133,6 +133,14 @@ static inline void rm_tree(const char *dir)
 	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* A fresh runtime directory for topics, so tests never meet each other. */
+static inline void tap_runtime_dir(char *dir_template)
+{
+	if (!mkdtemp(dir_template))
+		skip_all("cannot make a runtime directory in /tmp");
+	setenv("TENSORFD_RUNTIME_DIR", dir_template, 1);
+}
+
 /* Exit status of a child, or 128 + signal. */
 static inline int wait_child(pid_t pid)
 {

@@ -555,9 +555,7 @@ int main(void)
 	tap_init(30);
 	fds0 = count_fds();
 	snprintf(rundir, sizeof(rundir), "/tmp/tfd-topic-XXXXXX");
-	if (!mkdtemp(rundir))
-		skip_all("mkdtemp failed");
-	setenv("TENSORFD_RUNTIME_DIR", rundir, 1);
+	tap_runtime_dir(rundir);
 	names();
 	runtime_dirs();
 	socket_modes();
