@@ -16,6 +16,7 @@
  * fd that arrived is closed, and later calls return the same error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -522,6 +523,22 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 }
 
 /*
+ * Control data arrives truncated when the peer sent more fds than we take,
+ * or when the kernel could not install them because our own fd table is
+ * full. Tell the two apart by asking for one more fd.
+ */
+static bool fd_table_full(int fd)
+{
+	int probe = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (probe >= 0) {
+		close(probe);
+		return false;
+	}
+	return errno == EMFILE || errno == ENFILE;
+}
+
+/*
  * Handle one packet. A message is returned in *ret; control packets are
  * consumed. Any error from the peer's data ends the channel.
  */
@@ -529,6 +546,11 @@ static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 {
 	int type, r;
 
+	if ((pkt->msg_flags & MSG_CTRUNC) && fd_table_full(ch->sockfd)) {
+		r = ch_fail(ch, -EMFILE, "out of file descriptors (RLIMIT_NOFILE): the kernel "
+			    "dropped buffer fds the peer sent");
+		goto out;
+	}
 	if (pkt->msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
 		r = ch_fail(ch, -EBADMSG, "peer sent an oversized packet or too many fds%s",
 			    pkt->msg_flags & MSG_CTRUNC ? " (control data truncated)" : "");
