@@ -171,9 +171,24 @@ static int peer_deliver(struct tfd_publisher *pub, struct peer *p, struct tfd_me
 	return 0;
 }
 
-static bool creds_allowed(const struct tfd_publisher *pub, const struct ucred *uc)
+/*
+ * The subscriber's supplementary groups, as SO_PEERGROUPS reports them for
+ * the connected socket. At most `max`; 0 if the kernel does not say.
+ */
+static size_t peer_groups(int fd, gid_t *groups, size_t max)
 {
-	size_t i;
+	socklen_t len = (socklen_t)(max * sizeof(*groups));
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+		return 0;
+	return len / sizeof(*groups);
+}
+
+/* Whether the allow lists admit this subscriber: its uid, gid or a supplementary group. */
+static bool creds_allowed(const struct tfd_publisher *pub, int fd, const struct ucred *uc)
+{
+	gid_t groups[256];
+	size_t i, j, n;
 
 	if (!pub->n_uids && !pub->n_gids)
 		return true;
@@ -183,6 +198,14 @@ static bool creds_allowed(const struct tfd_publisher *pub, const struct ucred *u
 	for (i = 0; i < pub->n_gids; i++)
 		if (pub->gids[i] == uc->gid)
 			return true;
+	if (!pub->n_gids)
+		return false;
+	/* more than 256 groups: ERANGE, only the primary group counts (fail closed) */
+	n = peer_groups(fd, groups, ARRAY_SIZE(groups));
+	for (j = 0; j < n; j++)
+		for (i = 0; i < pub->n_gids; i++)
+			if (pub->gids[i] == groups[j])
+				return true;
 	return false;
 }
 
@@ -197,7 +220,7 @@ static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 
 	/* fail closed: unknown credentials must not pass as uid 0 */
 	if (getsockopt(channel_sockfd(ch), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
-	    !creds_allowed(pub, &uc)) {
+	    !creds_allowed(pub, channel_sockfd(ch), &uc)) {
 		snprintf(reason, sizeof(reason), "uid %u gid %u may not subscribe to topic %s",
 			 uc.uid, uc.gid, pub->topic);
 		channel_refuse(ch, EACCES, reason);

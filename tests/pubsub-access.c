@@ -158,14 +158,21 @@ static void same_user(void)
 
 /* --- as root: another user --- */
 
-/* As uid/gid 65534: subscribe, expect `want` (0: a message of value). */
+/* A supplementary group for nobody() to join (0: none). */
+static gid_t extra_group;
+
+/*
+ * As uid/gid 65534, in extra_group if set: subscribe, expect `want` (0: a
+ * message of value).
+ */
 static int nobody(const char *topic, int want, uint64_t value)
 {
 	struct tfd_subscriber *sub;
 	struct tfd_message *m;
 	int r;
 
-	if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+	if (setgroups(extra_group ? 1 : 0, &extra_group) < 0 || setgid(NOBODY) < 0 ||
+	    setuid(NOBODY) < 0)
 		return 10;
 	if (getuid() != NOBODY || geteuid() != NOBODY)
 		return 11;
@@ -232,6 +239,7 @@ static void other_user(const char *shared)
 		skip("not root: cannot run a subscriber as another user");
 		skip("not root: cannot run a subscriber as another user");
 		skip("not root: cannot run a subscriber as another user");
+		skip("not root: cannot run a subscriber as another user");
 		free(old);
 		return;
 	}
@@ -256,6 +264,14 @@ static void other_user(const char *shared)
 	pub = guarded("open/nested", UINT32_MAX, NOBODY);
 	r = pub ? as_nobody(pub, "open/nested", 0, 78) : -1;
 	ok(r == 0, "also by gid %d, and through a topic subdirectory (child exit %d)", NOBODY, r);
+	tfd_publisher_unref(pub);
+
+	/* SO_PEERGROUPS: a supplementary group of the subscriber counts too */
+	pub = guarded("group", UINT32_MAX, 4242);
+	extra_group = 4242;
+	r = pub ? as_nobody(pub, "group", 0, 79) : -1;
+	extra_group = 0;
+	ok(r == 0, "and by a supplementary group, 4242 (child exit %d)", r);
 	tfd_publisher_unref(pub);
 
 	setenv("TENSORFD_RUNTIME_DIR", old, 1);
