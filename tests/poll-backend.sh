@@ -1,12 +1,14 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# The channel tests again with the poll(2) notification backend, the one
+# The test programs again with the poll(2) notification backend, the one
 # used where io_uring is blocked (seccomp, kernel.io_uring_disabled).
-tests="roundtrip reuse peer-death recv-modes hostile listener pubsub pubsub-crash"
+# The whole suite, soak kept short; fault-inject drives both backends itself.
+tests="layout idmap buffer wire roundtrip reuse hostile peer-death listener recv-modes topic
+	pubsub pubsub-crash pubsub-policy pubsub-access soak conn-flood threads"
 n=0
 for t in $tests; do
 	n=$((n + 1))
-	out=$(TENSORFD_NOTIFY=poll "${top_builddir:-.}/tests/$t" 2>&1)
+	out=$(TENSORFD_NOTIFY=poll SOAK_SECONDS=10 "${top_builddir:-.}/tests/$t" 2>&1)
 	rc=$?
 	if [ $rc -eq 0 ]; then
 		echo "ok $n - $t with TENSORFD_NOTIFY=poll"
