@@ -58,6 +58,7 @@ struct slot {
 	int stop;		/* write end: closed to stop it */
 	int report;		/* read end */
 	int born;		/* the publisher phase it was forked in: 0, 1 or 2 */
+	bool initial;		/* attached to the first publisher before the soak began */
 };
 
 /* Who publishes: this process, then a child that is killed, then this process again. */
@@ -342,6 +343,7 @@ int main(void)
 		if (spawn(&slot[k]) < 0)
 			return ok(0, "fork: %s", strerror(errno)), done_testing();
 		slot[k].born = PHASE_FIRST;
+		slot[k].initial = true;
 	}
 	ok(wait_stat(pub, SUBS, false, 10000, &id) == 0, "%d subscribers attached", SUBS);
 
@@ -370,6 +372,7 @@ int main(void)
 			if (spawn(&slot[k]) < 0)
 				spawn_fail++;
 			slot[k].born = phase;
+			slot[k].initial = false;
 			next_kill = now_ms() + 700 + (uint64_t)(rand() % 600);
 		}
 		if (phase == PHASE_FIRST && now_ms() >= start + (uint64_t)soak * 1000 / 3) {
@@ -442,10 +445,16 @@ int main(void)
 		     (unsigned long long)rep.bad, (unsigned long long)rep.unaccounted,
 		     rep.fds_start, rep.fds_end, rep.fds_base, rep.fds_after,
 		     (long long)rep.rss_warm, (long long)rep.rss_end);
-		/* one attachment per publisher it lived to see */
+		/*
+		 * One attachment per publisher it lived through: all three for
+		 * the first subscribers, each publisher after the one it was
+		 * born under for the others (it may not have reached that one).
+		 */
 		if (slot[k].born != PHASE_LAST) {
+			uint64_t want = slot[k].initial ? PHASES : (uint64_t)(PHASES - 1 - slot[k].born);
+
 			veterans++;
-			reattached += rep.attaches >= (uint64_t)(PHASES - slot[k].born);
+			reattached += rep.attaches >= want;
 		}
 		unaccounted += rep.unaccounted != 0;
 		/* anonymous memory flat once warm: under 1 MiB of growth */
