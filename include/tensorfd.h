@@ -168,6 +168,10 @@ enum {
 	TFD_PUBLISHER_ZERO_COPY = 1u << 1,	/* refuse tensors outside the pool, never copy */
 };
 
+enum {
+	TFD_SUBSCRIBER_SAME_USER = 1u << 0,	/* attach only to publishers of our own uid */
+};
+
 struct tfd_publisher_stats {
 	uint64_t published;		/* messages published */
 	uint64_t copied_tensors;	/* tensors copied into the pool because they were not loaned */

@@ -73,7 +73,8 @@ struct tfd_subscriber {
 	struct tfd_channel *ch;
 	int epfd, timerfd;
 	uint64_t next_attempt;
-	int refused;		/* sticky: the publisher will not serve us */
+	int refused;		/* sticky: the publisher will not serve us, or we not it */
+	unsigned int flags;	/* TFD_SUBSCRIBER_* */
 	pid_t owner;		/* a forked child shares epfd and timerfd: hands off */
 	struct io_uring *wait_ring;
 	struct tfd_subscriber_stats stats;
@@ -769,6 +770,22 @@ static int sub_attach(struct tfd_subscriber *sub)
 	r = tfd_channel_connect(sub->path, &ch);
 	if (r < 0)
 		return r;
+	if (sub->flags & TFD_SUBSCRIBER_SAME_USER) {
+		struct ucred uc = { .uid = (uid_t)-1 };
+		socklen_t len = sizeof(uc);
+
+		/* the credentials of the process that created the socket; fail closed */
+		if (getsockopt(channel_sockfd(ch), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
+		    uc.uid != geteuid()) {
+			tfd_fail(sub->err, sizeof(sub->err), -EACCES,
+				 "publisher of %s (pid %d) runs as uid %u, not as this process's "
+				 "uid %u (TFD_SUBSCRIBER_SAME_USER)", sub->topic, uc.pid, uc.uid,
+				 geteuid());
+			tfd_channel_unref(ch);
+			sub->refused = -EACCES;
+			return -EACCES;
+		}
+	}
 	fd = tfd_channel_get_fd(ch);
 	if (fd < 0 || epoll_ctl(sub->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		tfd_channel_unref(ch);
@@ -792,7 +809,7 @@ TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
 	struct tfd_subscriber *sub;
 	int r;
 
-	if (!ret || flags)
+	if (!ret || (flags & ~TFD_SUBSCRIBER_SAME_USER))
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_subscriber_new");
 	sub = calloc(1, sizeof(*sub));
 	if (!sub)
@@ -801,6 +818,7 @@ TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
 	sub->epfd = -1;
 	sub->timerfd = -1;
 	sub->owner = getpid();
+	sub->flags = flags;
 	r = tfd_topic_path(topic, sub->path, sizeof(sub->path));
 	if (r < 0)
 		goto fail;

@@ -15,6 +15,8 @@
 #include "tensorfd.h"
 
 #define NOBODY 65534
+/* what an output parameter holds if a failing call left it alone */
+#define UNTOUCHED_SUB ((struct tfd_subscriber *)(uintptr_t)0x5a5a)
 
 /* Serve until stats says `subscribers` attached and `refused` refused. */
 static int serve(struct tfd_publisher *pub, uint64_t subscribers, uint64_t refused, int timeout_ms)
@@ -132,6 +134,22 @@ static void same_user(void)
 	tfd_subscriber_unref(sub);
 	tfd_publisher_unref(pub);
 
+	/* TFD_SUBSCRIBER_SAME_USER, with a publisher of our own uid */
+	sub = NULL;
+	pub = guarded("acl", UINT32_MAX, UINT32_MAX);
+	tfd_subscriber_new("acl", TFD_SUBSCRIBER_SAME_USER, &sub);
+	ok(pub && sub && serve(pub, 1, 0, 5000) == 0,
+	   "a TFD_SUBSCRIBER_SAME_USER subscriber attaches to a publisher of its uid");
+	publish_value(pub, 4);
+	r = tfd_subscriber_recv(sub, 5000, &m);
+	ok(r == 0 && value_is(m, 4), "and receives");
+	tfd_message_unref(m);
+	tfd_subscriber_unref(sub);
+	tfd_publisher_unref(pub);
+	sub = UNTOUCHED_SUB;
+	ok(tfd_subscriber_new("acl", 1u << 7, &sub) == -EINVAL && sub == UNTOUCHED_SUB,
+	   "an unknown subscriber flag: -EINVAL");
+
 	/* our gid, another uid */
 	sub = NULL;
 	pub = guarded("acl", other, getgid());
@@ -158,8 +176,9 @@ static void same_user(void)
 
 /* --- as root: another user --- */
 
-/* A supplementary group for nobody() to join (0: none). */
+/* A supplementary group for nobody() to join (0: none), and its subscriber's flags. */
 static gid_t extra_group;
+static unsigned int nobody_flags;
 
 /*
  * As uid/gid 65534, in extra_group if set: subscribe, expect `want` (0: a
@@ -176,7 +195,7 @@ static int nobody(const char *topic, int want, uint64_t value)
 		return 10;
 	if (getuid() != NOBODY || geteuid() != NOBODY)
 		return 11;
-	r = tfd_subscriber_new(topic, 0, &sub);
+	r = tfd_subscriber_new(topic, nobody_flags, &sub);
 	if (r < 0) {
 		diag("uid %d: subscriber of %s: %s", NOBODY, topic, strerror(-r));
 		return 12;
@@ -191,7 +210,9 @@ static int nobody(const char *topic, int want, uint64_t value)
 		if (!value_is(m, value))
 			return 14;
 		tfd_message_unref(m);
-	} else if (!strstr(tfd_subscriber_strerror(sub), "may not subscribe")) {
+	} else if (!strstr(tfd_subscriber_strerror(sub), nobody_flags & TFD_SUBSCRIBER_SAME_USER ?
+				  "TFD_SUBSCRIBER_SAME_USER" : "may not subscribe")) {
+		diag("uid %d: %s: reason \"%s\"", NOBODY, topic, tfd_subscriber_strerror(sub));
 		return 15;
 	}
 	tfd_subscriber_unref(sub);
@@ -240,6 +261,7 @@ static void other_user(const char *shared)
 		skip("not root: cannot run a subscriber as another user");
 		skip("not root: cannot run a subscriber as another user");
 		skip("not root: cannot run a subscriber as another user");
+		skip("not root: cannot run a subscriber as another user");
 		free(old);
 		return;
 	}
@@ -272,6 +294,15 @@ static void other_user(const char *shared)
 	r = pub ? as_nobody(pub, "group", 0, 79) : -1;
 	extra_group = 0;
 	ok(r == 0, "and by a supplementary group, 4242 (child exit %d)", r);
+	tfd_publisher_unref(pub);
+
+	/* the other way round: a subscriber that trusts only its own uid */
+	pub = guarded("trusting", UINT32_MAX, UINT32_MAX);
+	nobody_flags = TFD_SUBSCRIBER_SAME_USER;
+	r = pub ? as_nobody(pub, "trusting", -EACCES, 0) : -1;
+	nobody_flags = 0;
+	ok(r == 0, "a TFD_SUBSCRIBER_SAME_USER subscriber of uid %d refuses a publisher of uid "
+	   "%d: -EACCES (child exit %d)", NOBODY, (int)getuid(), r);
 	tfd_publisher_unref(pub);
 
 	setenv("TENSORFD_RUNTIME_DIR", old, 1);
