@@ -576,7 +576,7 @@ static int latency_child(struct tfd_channel *ch, int n)
 	return 0;
 }
 
-static void test_latency(uint64_t size, const char *label)
+static void test_latency(uint64_t size, const char *label, int source)
 {
 	struct tfd_channel *a, *b;
 	struct tfd_message *m;
@@ -587,12 +587,13 @@ static void test_latency(uint64_t size, const char *label)
 	int i, r = 0;
 	pid_t pid;
 
-	if (!probe_mask) {
-		skip("latency of a %s dma-buf: no dma-buf source on this kernel", label);
+	if (!(probe_mask & (source == TFD_DMABUF_ANY ? ~0 : 1 << source))) {
+		skip("latency of a %s %s dma-buf: no such source on this kernel", label,
+		     source_names[source]);
 		return;
 	}
 	t0 = tfd_now_ns();
-	if (tfd_dmabuf_new(size, TFD_DMABUF_ANY, 0, &buf) < 0)
+	if (tfd_dmabuf_new(size, source, 0, &buf) < 0)
 		return (void)ok(0, "latency %s: allocation (%s)", label, tfd_last_error());
 	t_new = tfd_now_ns() - t0;
 	if (tfd_channel_pair(&a, &b) < 0)
@@ -643,7 +644,8 @@ int main(void)
 		test_source(s);
 	test_external();
 	test_topic();
-	test_latency(64, "64 B");
-	test_latency(64ull << 20, "64 MiB");
+	test_latency(64, "64 B", TFD_DMABUF_ANY);
+	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)
+		test_latency(64ull << 20, "64 MiB", s);
 	return done_testing();
 }
