@@ -443,6 +443,31 @@ static void dmabuf_dev_zero(struct forge *f)
 	forge_set_fd(f, 0, open("/dev/zero", O_RDWR | O_CLOEXEC));
 }
 
+/* A real dma-buf, where the kernel has a source (the VM test's kernel does). */
+static void forge_set_dmabuf(struct forge *f, uint64_t size)
+{
+	struct tfd_buffer *b;
+
+	if (tfd_dmabuf_new(size, TFD_DMABUF_ANY, 0, &b) < 0) {
+		f->skip = "no dma-buf source on this kernel";
+		return;
+	}
+	forge_set_fd(f, 0, fcntl(tfd_buffer_fd(b), F_DUPFD_CLOEXEC, 0));
+	tfd_buffer_unref(b);
+}
+
+static void dmabuf_small(struct forge *f)
+{
+	forge_set_dmabuf(f, BUF_SIZE);
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	f->nb[0].size = 2 * BUF_SIZE;
+}
+
+static void dmabuf_as_memfd(struct forge *f)
+{
+	forge_set_dmabuf(f, BUF_SIZE);
+}
+
 static void kind_unknown(struct forge *f)
 {
 	f->nb[0].kind = 3;
@@ -722,6 +747,8 @@ static const struct rx_case rx_cases[] = {
 	{ "a pipe announced as a dma-buf", -EBADFD, dmabuf_pipe },
 	{ "a regular file in /tmp announced as a dma-buf", -EBADFD, dmabuf_tmp_file },
 	{ "/dev/zero announced as a dma-buf", -EBADFD, dmabuf_dev_zero },
+	{ "a dma-buf smaller than announced", -EOVERFLOW, dmabuf_small },
+	{ "a dma-buf announced as a memfd", -EBADFD, dmabuf_as_memfd },
 	{ "a buffer of unknown kind 3", -EBADMSG, kind_unknown },
 	/* how many fds */
 	{ "more fds than announced", -EBADMSG, fds_more },
