@@ -2,7 +2,7 @@
 /*
  * tensorfd: hand tensors to another process without copying them.
  *
- * A tensor lives in a buffer (a sealed memfd). A message names several
+ * A tensor lives in a buffer (a sealed memfd, or a dma-buf). A message names several
  * tensors by buffer, offset and DLPack-style layout. A channel carries
  * messages between two processes over a Unix SOCK_SEQPACKET socket; a
  * buffer's fd crosses a channel once, later messages only name it.
