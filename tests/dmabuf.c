@@ -12,9 +12,32 @@
  * diagnostics. Every section checks that no fd and no mapping leaked.
  */
 #include <fcntl.h>
+#include <linux/dma-heap.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/utsname.h>
+
+#ifdef HAVE_LIBDRM
+#include <xf86drm.h>
+
+/* vgem's uapi, which Debian's headers do not ship (include/uapi/drm/vgem_drm.h) */
+struct vgem_fence_attach {
+	uint32_t handle;
+	uint32_t flags;		/* VGEM_FENCE_WRITE */
+	uint32_t out_fence;
+	uint32_t pad;
+};
+
+struct vgem_fence_signal {
+	uint32_t fence;
+	uint32_t flags;
+};
+
+#define VGEM_FENCE_WRITE	0x1
+#define VGEM_IOCTL_FENCE_ATTACH	DRM_IOWR(DRM_COMMAND_BASE + 0x1, struct vgem_fence_attach)
+#define VGEM_IOCTL_FENCE_SIGNAL	DRM_IOW(DRM_COMMAND_BASE + 0x2, struct vgem_fence_signal)
+#endif
 
 #include "internal.h"
 #include "tap.h"
@@ -445,6 +468,159 @@ static void test_external(void)
 	   count_maps() - maps0);
 }
 
+/* --- a read-only dma-buf from outside the library ------------------------ */
+
+static void test_external_readonly(void)
+{
+	struct dma_heap_allocation_data d = { .len = 0, .fd_flags = O_RDONLY | O_CLOEXEC };
+	struct tfd_buffer *w;
+	struct tfd_channel *a, *b;
+	struct tfd_message *m;
+	int heap, fds0, maps0, r;
+	pid_t pid;
+
+	if (!(probe_mask & (1 << TFD_DMABUF_HEAP))) {
+		skip("wrapping a read-only dma-buf: %s", no_source_reason(TFD_DMABUF_HEAP));
+		return;
+	}
+	fds0 = count_fds();
+	maps0 = count_maps();
+	/* the raw heap ioctl, as a driver library would call it */
+	d.len = (uint64_t)page * 4;
+	heap = open("/dev/dma_heap/system", O_RDONLY | O_CLOEXEC);
+	r = heap < 0 ? -errno : ioctl(heap, DMA_HEAP_IOCTL_ALLOC, &d) < 0 ? -errno : 0;
+	if (heap >= 0)
+		close(heap);
+	if (!ok(r == 0, "read-only: an O_RDONLY dma-buf from the heap (%d)", r))
+		return;
+	r = tfd_dmabuf_wrap((int)d.fd, &w);
+	close((int)d.fd);
+	if (!ok(r == 0, "read-only: wrapped (%d)", r))
+		return;
+	ok(!tfd_buffer_is_writable(w) && tfd_buffer_size(w) == d.len,
+	   "read-only: mapped read-only, %llu bytes", (unsigned long long)tfd_buffer_size(w));
+	ok(tfd_buffer_begin_access(w, TFD_ACCESS_WRITE) == -EPERM,
+	   "read-only: write access refused: -EPERM");
+	ok(tfd_buffer_begin_access(w, TFD_ACCESS_READ) == 0 &&
+	   *(const volatile uint8_t *)tfd_buffer_data(w) == 0 &&
+	   tfd_buffer_end_access(w, TFD_ACCESS_READ) == 0,
+	   "read-only: read access works, and the heap's memory is zeroed");
+	if (tfd_channel_pair(&a, &b) == 0) {
+		/* a zeroed heap buffer: the consumer checks nothing but arrival */
+		pid = fork();
+		if (pid == 0) {
+			tfd_channel_unref(a);
+			r = tfd_channel_recv(b, 20000, &m);
+			if (r == 0) {
+				r = tfd_buffer_kind(tfd_message_buffer(m, 0)) == TFD_BUFFER_DMABUF &&
+				    *(const uint8_t *)tfd_message_data(m, 0) == 0 ? 0 : 1;
+				tfd_message_unref(m);	/* the release goes out now */
+			}
+			_exit(r ? 1 : 0);
+		}
+		tfd_channel_unref(b);
+		m = message_of(w, 0);
+		r = tfd_channel_send(a, m);
+		tfd_message_unref(m);
+		if (r == 0)
+			r = drain(a);
+		ok(r == 0, "read-only: sent and released (%d: %s)", r, tfd_channel_strerror(a));
+		r = wait_child(pid);
+		ok(r == 0, "read-only: another process mapped it (exit %d)", r);
+		tfd_channel_unref(a);
+	}
+	tfd_buffer_unref(w);
+	ok(count_fds() == fds0 && count_maps() == maps0,
+	   "read-only: no fd or mapping leaked (%d fds, %d maps)", count_fds() - fds0,
+	   count_maps() - maps0);
+}
+
+/* --- a device's fence: begin_access waits for it ------------------------- */
+
+#ifdef HAVE_LIBDRM
+/* The first card whose driver is vgem, or -1. */
+static int open_vgem(void)
+{
+	drmVersionPtr v;
+	char path[32];
+	int i, fd;
+
+	for (i = 0; i < 16; i++) {
+		snprintf(path, sizeof(path), "/dev/dri/card%d", i);
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		v = drmGetVersion(fd);
+		if (v && strcmp(v->name, "vgem") == 0) {
+			drmFreeVersion(v);
+			return fd;
+		}
+		drmFreeVersion(v);
+		close(fd);
+	}
+	return -1;
+}
+#endif
+
+/*
+ * vgem attaches a write fence that only a later ioctl signals. A child
+ * writes a byte into a pipe, then signals; the parent's begin_access must
+ * not return before the signal, so the byte is there when it does.
+ */
+static void test_fence(void)
+{
+#ifdef HAVE_LIBDRM
+	struct drm_mode_create_dumb dumb = { .width = 4096, .height = 1, .bpp = 8 };
+	struct vgem_fence_attach fa = { .flags = VGEM_FENCE_WRITE };
+	struct tfd_buffer *w = NULL;
+	int card, fd = -1, p[2], r, fds0 = count_fds();
+	char c = 0;
+	pid_t pid;
+
+	card = open_vgem();
+	if (card < 0) {
+		skip("fences: no vgem device (modprobe vgem)");
+		return;
+	}
+	r = drmIoctl(card, DRM_IOCTL_MODE_CREATE_DUMB, &dumb) < 0 ? -errno : 0;
+	if (r == 0)
+		r = drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC | DRM_RDWR, &fd) < 0 ? -errno : 0;
+	if (r == 0)
+		r = tfd_dmabuf_wrap(fd, &w);
+	fa.handle = dumb.handle;
+	if (r == 0)
+		r = drmIoctl(card, VGEM_IOCTL_FENCE_ATTACH, &fa) < 0 ? -errno : 0;
+	if (!ok(r == 0, "fences: a vgem buffer with a write fence attached (%d)", r) ||
+	    pipe2(p, O_CLOEXEC) < 0)
+		goto out;
+	pid = fork();
+	if (pid == 0) {
+		struct vgem_fence_signal sig = { .fence = fa.out_fence };
+
+		usleep(100 * 1000);
+		if (write(p[1], "x", 1) != 1)
+			_exit(1);
+		_exit(drmIoctl(card, VGEM_IOCTL_FENCE_SIGNAL, &sig) < 0 ? 2 : 0);
+	}
+	r = tfd_buffer_begin_access(w, TFD_ACCESS_READ);
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	ok(r == 0 && read(p[0], &c, 1) == 1 && c == 'x',
+	   "fences: begin_access(READ) returned only after the device's fence was signalled");
+	ok(tfd_buffer_end_access(w, TFD_ACCESS_READ) == 0 && wait_child(pid) == 0,
+	   "fences: end_access, and the signalling child succeeded");
+	close(p[0]);
+	close(p[1]);
+out:
+	tfd_buffer_unref(w);
+	if (fd >= 0)
+		close(fd);
+	close(card);
+	ok(count_fds() == fds0, "fences: no fd leaked (%d)", count_fds() - fds0);
+#else
+	skip("fences: tensorfd was built without libdrm");
+#endif
+}
+
 /* --- a topic: a publisher publishes a dma-buf ---------------------------- */
 
 static int subscriber_child(void)
@@ -670,6 +846,8 @@ int main(void)
 	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)
 		test_source(s);
 	test_external();
+	test_external_readonly();
+	test_fence();
 	test_topic();
 	test_latency(64, "64 B", TFD_DMABUF_ANY);
 	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)
