@@ -130,6 +130,18 @@ static int drain(struct tfd_channel *ch)
 }
 
 /*
+ * A child stays until the parent hangs up, so the parent never meets the
+ * child's end of the channel while it waits for the last release.
+ */
+static void wait_hangup(struct tfd_channel *ch)
+{
+	struct tfd_message *m;
+
+	while (tfd_channel_recv(ch, 20000, &m) == 0)
+		tfd_message_unref(m);
+}
+
+/*
  * The consumer, in a child: n messages, each checked as a dma-buf with the
  * producer's bytes for the seed in its user data, read under sync.
  * Exit codes say what went wrong.
@@ -164,6 +176,7 @@ static int consumer(struct tfd_channel *ch, int n)
 		tfd_message_unref(m);
 	}
 	tfd_channel_get_stats(ch, &st);
+	wait_hangup(ch);
 	return st.fds_received == 1 ? 0 : 17;
 }
 
@@ -364,10 +377,10 @@ static void test_source(int source)
 	tfd_channel_get_stats(a, &st);
 	ok(st.fds_sent == 1, "%s: the fd crossed once (%llu fds sent)", name,
 	   (unsigned long long)st.fds_sent);
+	tfd_channel_unref(a);
 	r = wait_child(pid);
 	ok(r == 0, "%s: the consumer saw the producer's bytes under read syncs, one fd mapped "
 	   "read-only (exit %d)", name, r);
-	tfd_channel_unref(a);
 
 	/* peer death: a consumer dies holding a message; the loan comes back */
 	if (tfd_channel_pair(&a, &b) < 0)
@@ -458,8 +471,8 @@ static void test_external(void)
 		r = tfd_channel_send(a, m);
 		tfd_message_unref(m);
 		ok(r == 0 && drain(a) == 0, "external: sent and released");
-		ok(wait_child(pid) == 0, "external: the consumer saw the bytes");
 		tfd_channel_unref(a);
+		ok(wait_child(pid) == 0, "external: the consumer saw the bytes");
 	}
 	tfd_buffer_unref(w);
 	tfd_buffer_unref(drv);
@@ -516,6 +529,7 @@ static void test_external_readonly(void)
 				    *(const uint8_t *)tfd_message_data(m, 0) == 0 ? 0 : 1;
 				tfd_message_unref(m);	/* the release goes out now */
 			}
+			wait_hangup(b);
 			_exit(r ? 1 : 0);
 		}
 		tfd_channel_unref(b);
@@ -525,9 +539,9 @@ static void test_external_readonly(void)
 		if (r == 0)
 			r = drain(a);
 		ok(r == 0, "read-only: sent and released (%d: %s)", r, tfd_channel_strerror(a));
+		tfd_channel_unref(a);
 		r = wait_child(pid);
 		ok(r == 0, "read-only: another process mapped it (exit %d)", r);
-		tfd_channel_unref(a);
 	}
 	tfd_buffer_unref(w);
 	ok(count_fds() == fds0 && count_maps() == maps0,
