@@ -199,6 +199,10 @@ static void gen_wire(void)
 	t2[1].l.strides[1] = 2;
 	msg(&p, 3, nb, 2, t2, 2, NULL);
 	write_file("wire", "msg-2-buffers-strided", p.b, p.len);
+	nb[1].kind = WIRE_BUF_DMABUF;
+	msg(&p, 3, nb, 2, t2, 2, NULL);
+	write_file("wire", "msg-memfd-and-dmabuf", p.b, p.len);
+	nb[1].kind = WIRE_BUF_MEMFD;
 	msg(&p, 4, NULL, 0, &scalar, 1, NULL);
 	write_file("wire", "msg-known-buffer-scalar", p.b, p.len);
 	ids(&p, WIRE_RELEASE, rel, 3);

@@ -39,9 +39,11 @@ tap() {
 	fi
 }
 
-echo "1..4"
+echo "1..5"
 run "$b/examples/hello"
 tap "examples/hello" "$(why_failed)"
+run "$b/examples/dmabuf"
+tap "examples/dmabuf (a dma-buf frame to a child, or a note that there is no source)" "$(why_failed)"
 run "$b/examples/demo" --size 64M
 tap "examples/demo --size 64M" "$(why_failed)"
 run "$b/tools/tensorfd-pingpong" --sizes 64,1M --iters 200

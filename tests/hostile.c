@@ -417,6 +417,62 @@ static void fd_second_is_pipe(struct forge *f)
 	forge_add(f, BUF_ID + 1, pipe_end());
 }
 
+/* dma-buf kind: the receiver checks the fd as a dma-buf, whatever it is */
+static void dmabuf_memfd(struct forge *f)
+{
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+}
+
+static void dmabuf_pipe(struct forge *f)
+{
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	forge_set_fd(f, 0, pipe_end());
+}
+
+static void dmabuf_tmp_file(struct forge *f)
+{
+	long fs = 0;
+
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	forge_set_fd(f, 0, file_in("/tmp", &fs));
+}
+
+static void dmabuf_dev_zero(struct forge *f)
+{
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	forge_set_fd(f, 0, open("/dev/zero", O_RDWR | O_CLOEXEC));
+}
+
+/* A real dma-buf, where the kernel has a source (the VM test's kernel does). */
+static void forge_set_dmabuf(struct forge *f, uint64_t size)
+{
+	struct tfd_buffer *b;
+
+	if (tfd_dmabuf_new(size, TFD_DMABUF_ANY, 0, &b) < 0) {
+		f->skip = "no dma-buf source on this kernel";
+		return;
+	}
+	forge_set_fd(f, 0, fcntl(tfd_buffer_fd(b), F_DUPFD_CLOEXEC, 0));
+	tfd_buffer_unref(b);
+}
+
+static void dmabuf_small(struct forge *f)
+{
+	forge_set_dmabuf(f, BUF_SIZE);
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	f->nb[0].size = 2 * BUF_SIZE;
+}
+
+static void dmabuf_as_memfd(struct forge *f)
+{
+	forge_set_dmabuf(f, BUF_SIZE);
+}
+
+static void kind_unknown(struct forge *f)
+{
+	f->nb[0].kind = 3;
+}
+
 static void fds_more(struct forge *f)
 {
 	f->fds[f->nfds++] = memfd_of(BUF_SIZE, SEALED);
@@ -687,6 +743,13 @@ static const struct rx_case rx_cases[] = {
 	{ "a regular file in /tmp instead of a memfd", -EBADFD, fd_tmp_file },
 	{ "a tmpfs file from /dev/shm (F_SEAL_SEAL only)", -EPERM, fd_dev_shm },
 	{ "a pipe as the second buffer, after a good one", -EBADFD, fd_second_is_pipe },
+	{ "a sealed memfd announced as a dma-buf", -EBADFD, dmabuf_memfd },
+	{ "a pipe announced as a dma-buf", -EBADFD, dmabuf_pipe },
+	{ "a regular file in /tmp announced as a dma-buf", -EBADFD, dmabuf_tmp_file },
+	{ "/dev/zero announced as a dma-buf", -EBADFD, dmabuf_dev_zero },
+	{ "a dma-buf smaller than announced", -EOVERFLOW, dmabuf_small },
+	{ "a dma-buf announced as a memfd", -EBADFD, dmabuf_as_memfd },
+	{ "a buffer of unknown kind 3", -EBADMSG, kind_unknown },
 	/* how many fds */
 	{ "more fds than announced", -EBADMSG, fds_more },
 	{ "fewer fds than announced", -EBADMSG, fds_fewer },
