@@ -86,7 +86,8 @@ static void check_msg(const uint8_t *data, size_t size, const struct wire_msg_in
 	FUZZ_CHECK(m->user_len ? (const uint8_t *)m->user + m->user_len == data + size
 			       : m->user == NULL);
 	for (i = 0; i < m->n_newbufs; i++) {
-		FUZZ_CHECK(m->newbufs[i].kind == WIRE_BUF_MEMFD && !m->newbufs[i].flags);
+		FUZZ_CHECK((m->newbufs[i].kind == WIRE_BUF_MEMFD || m->newbufs[i].kind == WIRE_BUF_DMABUF) &&
+			   !m->newbufs[i].flags);
 		FUZZ_CHECK(m->newbufs[i].size && m->newbufs[i].size <= (uint64_t)INT64_MAX);
 		for (j = 0; j < i; j++)
 			FUZZ_CHECK(m->newbufs[j].id != m->newbufs[i].id);

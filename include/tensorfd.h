@@ -237,6 +237,42 @@ int tfd_subscriber_wait(struct tfd_subscriber *const *subs, unsigned int n, int 
 
 bool tfd_message_copied(const struct tfd_message *msg, unsigned int index);
 
+/*
+ * dma-buf buffers: memory a device driver exports (camera, GPU, decoder)
+ * or that the kernel's dma-buf allocators hand out, carried like memfd
+ * buffers. CPU access goes between tfd_buffer_begin_access() and
+ * tfd_buffer_end_access(). See tensorfd(7), DMA-BUF.
+ */
+enum tfd_buffer_kind {
+	TFD_BUFFER_MEMFD = 1,
+	TFD_BUFFER_DMABUF = 2,
+};
+
+enum tfd_dmabuf_source {
+	TFD_DMABUF_ANY = 0,		/* the first that works, in the order below */
+	TFD_DMABUF_HEAP = 1,		/* /dev/dma_heap/system */
+	TFD_DMABUF_UDMABUF = 2,		/* /dev/udmabuf over a sealed memfd */
+	TFD_DMABUF_DRM = 3,		/* DRM dumb buffer on /dev/dri/card*, PRIME export */
+	TFD_DMABUF_EXTERNAL = 4,	/* wrapped from the caller's fd */
+};
+
+enum {
+	TFD_ACCESS_READ = 1u << 0,
+	TFD_ACCESS_WRITE = 1u << 1,
+};
+
+#define TFD_DMABUF_NAME_MAX	32	/* the kernel's DMA_BUF_NAME_LEN, with the NUL */
+
+int tfd_dmabuf_probe(void);
+int tfd_dmabuf_new(uint64_t size, enum tfd_dmabuf_source source, unsigned int flags,
+		   struct tfd_buffer **ret);
+int tfd_dmabuf_wrap(int fd, struct tfd_buffer **ret);
+int tfd_dmabuf_set_name(struct tfd_buffer *buf, const char *name);
+int tfd_dmabuf_source(const struct tfd_buffer *buf);
+int tfd_buffer_kind(const struct tfd_buffer *buf);
+int tfd_buffer_begin_access(struct tfd_buffer *buf, unsigned int access);
+int tfd_buffer_end_access(struct tfd_buffer *buf, unsigned int access);
+
 /* Logging: the library prints nothing unless a callback is set. */
 enum tfd_log_level {
 	TFD_LOG_ERR = 3,

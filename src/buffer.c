@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "wire.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
@@ -33,7 +34,7 @@
 
 static atomic_uint_fast64_t next_id = 1;
 
-static struct tfd_buffer *buffer_alloc(void)
+struct tfd_buffer *buffer_alloc(void)
 {
 	struct tfd_buffer *b = calloc(1, sizeof(*b));
 
@@ -43,10 +44,11 @@ static struct tfd_buffer *buffer_alloc(void)
 	b->fd = -1;
 	b->map = MAP_FAILED;
 	b->id = atomic_fetch_add(&next_id, 1);
+	b->kind = TFD_BUFFER_MEMFD;
 	return b;
 }
 
-static void buffer_free(struct tfd_buffer *b)
+void buffer_free(struct tfd_buffer *b)
 {
 	if (b->map != MAP_FAILED && b->size)
 		munmap(b->map, b->size);
@@ -118,13 +120,17 @@ fail:
 	return r;
 }
 
-int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd_buffer **ret)
+int buffer_import(int fd, uint64_t size, unsigned int kind, char *errbuf, size_t errlen,
+		  struct tfd_buffer **ret)
 {
 	struct tfd_buffer *b;
 	struct statfs sfs;
 	struct stat st;
 	int seals, r;
 
+	/* the wire decoder let only known kinds through */
+	if (kind == WIRE_BUF_DMABUF)
+		return dmabuf_import(fd, size, errbuf, errlen, ret);
 	if (fstat(fd, &st) < 0) {
 		r = tfd_fail(errbuf, errlen, -errno, "fstat of a received fd: %s", strerror(errno));
 		goto fail_fd;
@@ -211,6 +217,11 @@ TFD_EXPORT int tfd_buffer_fd(const struct tfd_buffer *buf)
 TFD_EXPORT bool tfd_buffer_is_writable(const struct tfd_buffer *buf)
 {
 	return buf && buf->writable;
+}
+
+TFD_EXPORT int tfd_buffer_kind(const struct tfd_buffer *buf)
+{
+	return buf ? buf->kind : -EINVAL;
 }
 
 TFD_EXPORT unsigned int tfd_buffer_loans(const struct tfd_buffer *buf)

@@ -450,7 +450,8 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 		int fd = pkt->fds[i];
 
 		pkt->fds[i] = -1;
-		r = buffer_import(fd, w->newbufs[i].size, ch->err, sizeof(ch->err), &b);
+		r = buffer_import(fd, w->newbufs[i].size, w->newbufs[i].kind, ch->err,
+				  sizeof(ch->err), &b);
 		if (r < 0) {
 			for (i++; i < pkt->nfds; i++)
 				close(pkt->fds[i]);
@@ -732,7 +733,8 @@ static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, 
 		struct wire_newbuf nb = {
 			.id = newbufs[i]->id,
 			.size = newbufs[i]->size,
-			.kind = WIRE_BUF_MEMFD,
+			.kind = newbufs[i]->kind == TFD_BUFFER_DMABUF ? WIRE_BUF_DMABUF
+								      : WIRE_BUF_MEMFD,
 		};
 
 		memcpy(p, &nb, sizeof(nb));

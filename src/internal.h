@@ -43,10 +43,21 @@ struct tfd_buffer {
 	int fd;
 	void *map;
 	bool writable;
+	uint8_t kind;		/* enum tfd_buffer_kind */
+	uint8_t source;		/* enum tfd_dmabuf_source, dma-bufs only */
+	bool named;		/* DMA_BUF_SET_NAME done */
 };
 
-/* Check a received fd and map it read-only; takes ownership of fd. */
-int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd_buffer **ret);
+/* Check a received fd of the given kind (WIRE_BUF_*) and map it read-only; takes ownership of fd. */
+int buffer_import(int fd, uint64_t size, unsigned int kind, char *errbuf, size_t errlen,
+		  struct tfd_buffer **ret);
+struct tfd_buffer *buffer_alloc(void);
+void buffer_free(struct tfd_buffer *b);
+
+/* --- dma-bufs (dmabuf.c) --- */
+
+/* Check that fd is a dma-buf of at least size bytes and map it read-only; takes ownership. */
+int dmabuf_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd_buffer **ret);
 
 /* --- messages (message.c) --- */
 

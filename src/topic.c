@@ -587,11 +587,34 @@ TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_d
 	return 0;
 }
 
+/* Travels as it is: a pool buffer, or a dma-buf (device memory is never copied). */
+static bool passes_through(const struct tfd_publisher *pub, const struct tfd_buffer *b)
+{
+	return pool_owns(&pub->pool, b) || b->kind == TFD_BUFFER_DMABUF;
+}
+
+/*
+ * Name a published dma-buf "topic/tensor" once, so the kernel's dma-buf
+ * accounting (debugfs bufinfo, fdinfo) shows who owns it. Best effort:
+ * the kernel keeps 31 bytes, and a buffer the caller named keeps its name.
+ */
+static void name_dmabuf(const struct tfd_publisher *pub, struct tfd_buffer *b, const char *tensor)
+{
+	char name[TFD_TOPIC_MAX + TFD_NAME_MAX + 2];
+
+	if (b->kind != TFD_BUFFER_DMABUF || b->named)
+		return;
+	snprintf(name, sizeof(name), "%s/%s", pub->topic, tensor);
+	name[TFD_DMABUF_NAME_MAX - 1] = 0;
+	if (tfd_dmabuf_set_name(b, name) < 0)
+		b->named = true;	/* do not try on every publish */
+}
+
 /*
  * The message that goes out: always a new message object (the caller may
  * publish msg again while this one still waits in a queue), naming the
- * same pool buffers, with foreign tensors copied once into pool buffers
- * (their strides kept) and marked as copied.
+ * same pool buffers and dma-bufs, with other foreign tensors copied once
+ * into pool buffers (their strides kept) and marked as copied.
  */
 static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct tfd_message **ret)
 {
@@ -603,7 +626,7 @@ static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct t
 	const void *u;
 	int r;
 
-	for (i = 0; i < msg->n && pool_owns(&pub->pool, msg->t[i].buf); i++)
+	for (i = 0; i < msg->n && passes_through(pub, msg->t[i].buf); i++)
 		;
 	if (i < msg->n && (pub->flags & TFD_PUBLISHER_ZERO_COPY))
 		return tfd_fail(pub->err, sizeof(pub->err), -EXDEV,
@@ -615,7 +638,8 @@ static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct t
 	for (i = 0; i < msg->n && r >= 0; i++) {
 		struct tfd_layout l = msg->t[i].layout;
 
-		if (pool_owns(&pub->pool, msg->t[i].buf)) {
+		if (passes_through(pub, msg->t[i].buf)) {
+			name_dmabuf(pub, msg->t[i].buf, msg->t[i].name);
 			r = tfd_message_add_tensor(out, msg->t[i].name, msg->t[i].buf, &l);
 			continue;
 		}

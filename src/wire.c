@@ -193,7 +193,8 @@ int wire_decode_msg(const void *pkt, size_t len, struct wire_msg_info *out, char
 	out->n_newbufs = w.n_newbufs;
 	for (i = 0; i < w.n_newbufs; i++, p += sizeof(struct wire_newbuf)) {
 		memcpy(&out->newbufs[i], p, sizeof(struct wire_newbuf));
-		if (out->newbufs[i].kind != WIRE_BUF_MEMFD || out->newbufs[i].flags)
+		if ((out->newbufs[i].kind != WIRE_BUF_MEMFD &&
+		     out->newbufs[i].kind != WIRE_BUF_DMABUF) || out->newbufs[i].flags)
 			return BAD("buffer of unknown kind %u", out->newbufs[i].kind);
 		if (out->newbufs[i].size == 0 || out->newbufs[i].size > (uint64_t)INT64_MAX)
 			return BAD("buffer of %llu bytes",

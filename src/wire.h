@@ -55,11 +55,12 @@ struct wire_msg {
 struct wire_newbuf {
 	uint64_t id;
 	uint64_t size;
-	uint32_t kind;		/* WIRE_BUF_MEMFD */
+	uint32_t kind;		/* WIRE_BUF_MEMFD or WIRE_BUF_DMABUF */
 	uint32_t flags;		/* zero */
 };
 
 #define WIRE_BUF_MEMFD 1
+#define WIRE_BUF_DMABUF 2	/* a dma-buf: the receiver checks it as one, not as a memfd */
 
 struct wire_tensor {
 	uint64_t buf_id;

@@ -11,6 +11,7 @@
 
 #include "internal.h"
 #include "tap.h"
+#include "wire.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
@@ -66,19 +67,19 @@ static void import(void)
 
 	tfd_buffer_new(8192, 0, &src);
 	memcpy(tfd_buffer_data(src), "hello", 6);
-	ok(buffer_import(dup(tfd_buffer_fd(src)), 8192, err, sizeof(err), &b) == 0,
+	ok(buffer_import(dup(tfd_buffer_fd(src)), 8192, WIRE_BUF_MEMFD, err, sizeof(err), &b) == 0,
 	   "a sealed memfd is imported");
 	ok(!tfd_buffer_is_writable(b) && memcmp(tfd_buffer_data(b), "hello", 6) == 0,
 	   "read-only, same pages");
 	tfd_buffer_unref(b);
-	ok(buffer_import(dup(tfd_buffer_fd(src)), 8193, err, sizeof(err), &b) == -EOVERFLOW,
+	ok(buffer_import(dup(tfd_buffer_fd(src)), 8193, WIRE_BUF_MEMFD, err, sizeof(err), &b) == -EOVERFLOW,
 	   "a memfd smaller than claimed: -EOVERFLOW (%s)", err);
 	fd = memfd_create("unsealed", MFD_CLOEXEC);
 	ftruncate(fd, 4096);
-	ok(buffer_import(fd, 4096, err, sizeof(err), &b) == -EPERM, "unsealed memfd: -EPERM (%s)",
+	ok(buffer_import(fd, 4096, WIRE_BUF_MEMFD, err, sizeof(err), &b) == -EPERM, "unsealed memfd: -EPERM (%s)",
 	   err);
 	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	ok(buffer_import(fd, 4096, err, sizeof(err), &b) == -EBADFD, "/dev/null: -EBADFD (%s)",
+	ok(buffer_import(fd, 4096, WIRE_BUF_MEMFD, err, sizeof(err), &b) == -EBADFD, "/dev/null: -EBADFD (%s)",
 	   err);
 	tfd_buffer_unref(src);
 }

@@ -417,6 +417,37 @@ static void fd_second_is_pipe(struct forge *f)
 	forge_add(f, BUF_ID + 1, pipe_end());
 }
 
+/* dma-buf kind: the receiver checks the fd as a dma-buf, whatever it is */
+static void dmabuf_memfd(struct forge *f)
+{
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+}
+
+static void dmabuf_pipe(struct forge *f)
+{
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	forge_set_fd(f, 0, pipe_end());
+}
+
+static void dmabuf_tmp_file(struct forge *f)
+{
+	long fs = 0;
+
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	forge_set_fd(f, 0, file_in("/tmp", &fs));
+}
+
+static void dmabuf_dev_zero(struct forge *f)
+{
+	f->nb[0].kind = WIRE_BUF_DMABUF;
+	forge_set_fd(f, 0, open("/dev/zero", O_RDWR | O_CLOEXEC));
+}
+
+static void kind_unknown(struct forge *f)
+{
+	f->nb[0].kind = 3;
+}
+
 static void fds_more(struct forge *f)
 {
 	f->fds[f->nfds++] = memfd_of(BUF_SIZE, SEALED);
@@ -687,6 +718,11 @@ static const struct rx_case rx_cases[] = {
 	{ "a regular file in /tmp instead of a memfd", -EBADFD, fd_tmp_file },
 	{ "a tmpfs file from /dev/shm (F_SEAL_SEAL only)", -EPERM, fd_dev_shm },
 	{ "a pipe as the second buffer, after a good one", -EBADFD, fd_second_is_pipe },
+	{ "a sealed memfd announced as a dma-buf", -EBADFD, dmabuf_memfd },
+	{ "a pipe announced as a dma-buf", -EBADFD, dmabuf_pipe },
+	{ "a regular file in /tmp announced as a dma-buf", -EBADFD, dmabuf_tmp_file },
+	{ "/dev/zero announced as a dma-buf", -EBADFD, dmabuf_dev_zero },
+	{ "a buffer of unknown kind 3", -EBADMSG, kind_unknown },
 	/* how many fds */
 	{ "more fds than announced", -EBADMSG, fds_more },
 	{ "fewer fds than announced", -EBADMSG, fds_fewer },
