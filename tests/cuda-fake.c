@@ -598,6 +598,13 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static void lat_kind(struct tfd_channel *ch, bool gpu)
 {
 	static uint64_t t[LAT_N];
@@ -645,15 +652,29 @@ static void lat_p(struct tfd_channel *ch)
 
 static void lat_c(struct tfd_channel *ch)
 {
+	static double ow[2][LAT_N];
 	struct tfd_message *m;
+	int n[2] = { 0, 0 }, k;
 
 	for (;;) {
 		m = NULL;
 		if (tfd_channel_recv(ch, 10000, &m) < 0)
 			break;
-		if (tfd_buffer_kind(tfd_message_buffer(m, 0)) == TFD_BUFFER_CUDA)
+		k = tfd_buffer_kind(tfd_message_buffer(m, 0)) == TFD_BUFFER_CUDA;
+		if (k)
 			tfd_message_cuda_wait(m, NULL);
+		if (n[k] < LAT_N)
+			ow[k][n[k]++] = (double)(tfd_now_ns() - tfd_message_timestamp(m)) / 1e3;
 		tfd_message_unref(m);
+	}
+	for (k = 0; k < 2; k++) {
+		if (!n[k])
+			continue;
+		qsort(ow[k], (size_t)n[k], sizeof(double), cmp_double);
+		diag("FAKE DRIVER, CPU side only: %s one way (send -> received%s): median %.1f us, "
+		     "p99 %.1f us over %d", k ? "GPU descriptor message (VMM, cached import)"
+					     : "memfd descriptor message",
+		     k ? ", cuStreamWaitEvent" : "", ow[k][n[k] / 2], ow[k][n[k] * 99 / 100], n[k]);
 	}
 	tfd_channel_unref(ch);
 }
