@@ -111,6 +111,18 @@ static int no_driver(const char *lib)
 	return fails;
 }
 
+static int in_child(int (*fn)(const char *), const char *arg)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		alarm(20);
+		exit(fn(arg) ? 1 : 0);
+	}
+	return wait_child(pid);
+}
+
+#ifdef HAVE_CUDA
 static int stub_library(void)
 {
 	int r;
@@ -124,21 +136,11 @@ static int stub_library(void)
 	return fails;
 }
 
-static int in_child(int (*fn)(const char *), const char *arg)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		alarm(20);
-		exit(fn(arg) ? 1 : 0);
-	}
-	return wait_child(pid);
-}
-
 static int stub_child(const char *unused)
 {
 	return stub_library();
 }
+#endif
 
 /* --- the decoder on forged GPU descriptors --- */
 
