@@ -483,8 +483,12 @@ static CUresult f_cuEventSynchronize(CUevent e)
 
 static CUresult f_cuIpcGetEventHandle(CUipcEventHandle *h, CUevent e)
 {
-	struct ipc_event m = { "TFDFAKEV", getpid(), ((struct event *)e)->id };
+	struct ipc_event m;
 
+	memset(&m, 0, sizeof(m));	/* no uninitialised padding in the handle */
+	memcpy(m.magic, "TFDFAKEV", 8);
+	m.pid = getpid();
+	m.id = ((struct event *)e)->id;
 	memset(h, 0, sizeof(*h));
 	memcpy(h->reserved, &m, sizeof(m));
 	return CUDA_SUCCESS;
