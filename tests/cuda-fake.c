@@ -583,6 +583,74 @@ static void hostile_c(struct tfd_channel *unused)
 	no_driver_leaks("after hostile descriptors");
 }
 
+/* Topics carry GPU buffers as they are: never copied into the pool. */
+static void topic_p(struct tfd_channel *ch)
+{
+	struct tfd_publisher_stats st;
+	struct tfd_publisher *pub;
+	struct tfd_buffer *buf;
+	struct tfd_message *m;
+	struct tfd_layout l = u8_layout(4096, 4096, TFD_DEVICE_CUDA);
+	uint64_t end = now_ms() + 5000;
+	int i, r;
+
+	tfd_channel_unref(ch);
+	r = tfd_publisher_new("gpu/frames", TFD_PUBLISHER_ZERO_COPY, &pub);
+	CHECK(r == 0, "publisher: %d %s", r, tfd_last_error());
+	if (r)
+		return;
+	do {
+		tfd_publisher_dispatch(pub, 10);
+		tfd_publisher_get_stats(pub, &st);
+	} while (!st.subscribers && now_ms() < end);
+	CHECK(tfd_cuda_buffer_new(0, 8192, 0, &buf) == 0, "buffer");
+	api()->cuMemsetD8((CUdeviceptr)tfd_cuda_buffer_ptr(buf), 0x19, 8192);
+	tfd_message_new(&m);
+	tfd_message_add_tensor(m, "frame", buf, &l);
+	for (i = 0; i < 3; i++) {
+		tfd_message_cuda_record(m, NULL);
+		r = tfd_publisher_publish(pub, m);
+		CHECK(r == 0, "publish: %d %s", r, tfd_publisher_strerror(pub));
+	}
+	tfd_message_unref(m);
+	tfd_buffer_unref(buf);
+	end = now_ms() + 5000;
+	do {
+		tfd_publisher_dispatch(pub, 10);
+		tfd_publisher_get_stats(pub, &st);
+	} while (st.subscribers && now_ms() < end);
+	CHECK(st.copied_tensors == 0 && st.published == 3, "published %llu, copied %llu",
+	      (unsigned long long)st.published, (unsigned long long)st.copied_tensors);
+	tfd_publisher_unref(pub);
+	no_driver_leaks("GPU publisher");
+}
+
+static void topic_c(struct tfd_channel *ch)
+{
+	struct tfd_subscriber *sub;
+	struct tfd_message *m;
+	int i, r;
+
+	tfd_channel_unref(ch);
+	api();
+	CHECK(tfd_subscriber_new("gpu/frames", 0, &sub) == 0, "subscriber: %s", tfd_last_error());
+	for (i = 0; i < 3; i++) {
+		m = NULL;
+		r = tfd_subscriber_recv(sub, 5000, &m);
+		CHECK(r == 0, "recv: %d %s", r, tfd_subscriber_strerror(sub));
+		if (r)
+			break;
+		CHECK(!tfd_message_copied(m, 0) &&
+		      tfd_buffer_kind(tfd_message_buffer(m, 0)) == TFD_BUFFER_CUDA, "zero-copy GPU");
+		CHECK(tfd_message_cuda_wait(m, NULL) == 1, "wait");
+		CHECK(device_holds(tfd_message_cuda_ptr(m, 0), 4096, 0x19), "contents");
+		tfd_message_unref(m);
+	}
+	CHECK(fake()->imports == 1, "imported once for three messages: %ld", fake()->imports);
+	tfd_subscriber_unref(sub);
+	no_driver_leaks("GPU subscriber");
+}
+
 static void nothing(struct tfd_channel *ch)
 {
 	tfd_channel_unref(ch);
@@ -762,7 +830,8 @@ static void scenario(const char *what, side_fn prod, side_fn cons, int want_p, i
 int main(void)
 {
 	const char *top = getenv("top_builddir");
-	int fds;
+	char dir[] = "/tmp/tfd-cuda-fake.XXXXXX";
+	int fds, ret;
 
 	tap_init(240);
 	snprintf(fake_path, sizeof(fake_path), "%s/tests/.libs/fake-libcuda.so", top ? top : ".");
@@ -770,6 +839,7 @@ int main(void)
 		skip_all("the test-only fake driver was not built");
 	/* the parent never loads it: children inherit the setting */
 	setenv("TENSORFD_LIBCUDA", fake_path, 1);
+	tap_runtime_dir(dir);
 	diag("FAKE DRIVER (%s): not a GPU, not GPU coverage; see tests/gpu/run.sh", fake_path);
 	fds = count_fds();
 	scenario("the fake driver loads at the ABI versions of the typedefs", probe, nothing, 0, 0);
@@ -789,8 +859,12 @@ int main(void)
 	scenario("a device UUID the consumer cannot see: -ENODEV, fd closed", uuid_p, uuid_c, 0, 0);
 	scenario("a received GPU buffer cannot be sent on (-EXDEV)", fwd_p, fwd_c, 0, 0);
 	scenario("hostile GPU descriptors past the decoder", nothing, hostile_c, 0, 0);
+	scenario("a topic carries a GPU buffer zero-copy (TFD_PUBLISHER_ZERO_COPY)", topic_p,
+		 topic_c, 0, 0);
 	scenario("latency of a GPU descriptor message (diagnostic only)", lat_p, lat_c, 0, 0);
 	ok(count_fds() == fds, "the parent has no fd left over (%d, were %d)", count_fds(), fds);
-	return done_testing();
+	ret = done_testing();
+	rm_tree(dir);
+	return ret;
 }
 #endif

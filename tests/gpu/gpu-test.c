@@ -742,6 +742,10 @@ static int torch_consumer(const char *path)
 	int r;
 
 	load();
+	if (cuda_enter(0) < 0) {
+		line("FAIL", "torch", "context: %s", tfd_last_error());
+		return 1;
+	}
 	r = tfd_listener_new(path, &l);
 	if (r < 0) {
 		line("FAIL", "torch", "listener: %s", tfd_last_error());
