@@ -516,6 +516,7 @@ static int import_mem(struct cuda_buf *c, uint32_t kind, int *fd, const struct w
 	CUDA_EXTERNAL_MEMORY_BUFFER_DESC bd = { 0 };
 	CUmemGenericAllocationHandle h;
 	CUipcMemHandle ih;
+	size_t real = 0;
 	CUresult r;
 	int e;
 
@@ -551,6 +552,14 @@ static int import_mem(struct cuda_buf *c, uint32_t kind, int *fd, const struct w
 			return cu_fail(errbuf, errlen, r,
 				       "cuIpcOpenMemHandle (the producer must share our PID namespace)");
 		c->ipc_open = true;
+		/* the handle says nothing of the size: ask, or tensors could reach past it */
+		r = cu.api.cuMemGetAddressRange(NULL, &real, c->base);
+		if (r != CUDA_SUCCESS)
+			return cu_fail(errbuf, errlen, r, "cuMemGetAddressRange of an opened IPC handle");
+		if (real < c->alloc_size)
+			return tfd_fail(errbuf, errlen, -EBADMSG,
+					"the peer claims an IPC allocation of %llu bytes that holds %zu",
+					(unsigned long long)c->alloc_size, real);
 		return 0;
 	}
 }

@@ -562,6 +562,40 @@ static void hostile_c(struct tfd_channel *unused)
 		tfd_channel_unref(ch);
 		close(raw);
 	}
+	/*
+	 * An IPC handle of a 1 MiB allocation (the fake's handle names a memfd
+	 * that a live child of ours holds) sent as a buffer of 2 MiB.
+	 */
+	{
+		struct { char magic[8]; int pid; int fd; unsigned long long size; } h;
+		struct tfd_message *m = NULL;
+		int mfd = memfd_create("x", MFD_CLOEXEC);	/* the holder inherits it */
+		pid_t holder;
+
+		CHECK(ftruncate(mfd, 1u << 20) == 0, "size");
+		holder = fork();
+		if (holder == 0) {
+			pause();
+			_exit(0);
+		}
+		gpu_forge_duel(&raw, &ch);
+		gpu_forge_init(&f, WIRE_BUF_CUDA_IPC, 2u << 20);
+		memcpy(h.magic, "TFDFAKEM", 8);
+		h.pid = holder;
+		h.fd = mfd;
+		h.size = 1u << 20;
+		memcpy(f.cb.mem_handle, &h, sizeof(h));
+		gpu_forge_send(raw, pkt, gpu_forge_encode(&f, pkt), -1);
+		r = tfd_channel_recv(ch, 2000, &m);
+		CHECK(r == -EBADMSG && !m && fake()->ipc_open == 0,
+		      "an IPC allocation smaller than claimed: %d (%s)", r, tfd_channel_strerror(ch));
+		diag("refused an IPC buffer larger than its allocation: %s", tfd_channel_strerror(ch));
+		kill(holder, SIGKILL);
+		wait_child(holder);
+		close(mfd);
+		tfd_channel_unref(ch);
+		close(raw);
+	}
 	/* a CPU tensor may not claim a GPU buffer, nor the reverse */
 	gpu_forge_duel(&raw, &ch);
 	gpu_forge_init(&f, WIRE_BUF_CUDA_VMM, 4096);

@@ -382,6 +382,8 @@ static CUresult f_cuMemGetAddressRange(CUdeviceptr *base, size_t *size, CUdevice
 	if (!r)
 		r = range_find((void *)(uintptr_t)p, R_MAP, 0);
 	if (!r)
+		r = range_find((void *)(uintptr_t)p, R_IPC, 0);
+	if (!r)
 		return CUDA_ERROR_NOT_FOUND;
 	if (base)
 		*base = (CUdeviceptr)(uintptr_t)r->base;
