@@ -7,9 +7,13 @@
 #ifndef TFD_CUDA_FORGE_H
 #define TFD_CUDA_FORGE_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include "internal.h"
 #include "wire.h"
 
 struct gpu_forge {
