@@ -36,6 +36,12 @@ static size_t encode_msg(const struct wire_msg_info *m, uint8_t *out, size_t cap
 		FUZZ_CHECK(len + sizeof(m->newbufs[i]) <= cap);
 		memcpy(out + len, &m->newbufs[i], sizeof(m->newbufs[i]));
 		len += sizeof(m->newbufs[i]);
+		/* a GPU buffer's record follows it at once */
+		if (m->newbufs[i].kind >= WIRE_BUF_CUDA_VMM) {
+			FUZZ_CHECK(len + sizeof(m->cuda[i]) <= cap);
+			memcpy(out + len, &m->cuda[i], sizeof(m->cuda[i]));
+			len += sizeof(m->cuda[i]);
+		}
 	}
 	for (i = 0; i < m->n_tensors; i++) {
 		const struct wire_tensor_info *t = &m->tensors[i];
@@ -86,8 +92,15 @@ static void check_msg(const uint8_t *data, size_t size, const struct wire_msg_in
 	FUZZ_CHECK(m->user_len ? (const uint8_t *)m->user + m->user_len == data + size
 			       : m->user == NULL);
 	for (i = 0; i < m->n_newbufs; i++) {
-		FUZZ_CHECK((m->newbufs[i].kind == WIRE_BUF_MEMFD || m->newbufs[i].kind == WIRE_BUF_DMABUF) &&
-			   !m->newbufs[i].flags);
+		FUZZ_CHECK(m->newbufs[i].kind >= WIRE_BUF_MEMFD &&
+			   m->newbufs[i].kind <= WIRE_BUF_CUDA_EXTMEM && !m->newbufs[i].flags);
+		if (m->newbufs[i].kind >= WIRE_BUF_CUDA_VMM) {
+			const struct wire_cudabuf *c = &m->cuda[i];
+
+			FUZZ_CHECK(!c->pad && !(c->flags & ~WIRE_CUDA_FLAGS));
+			FUZZ_CHECK(c->alloc_size >= m->newbufs[i].size &&
+				   c->alloc_size <= (uint64_t)INT64_MAX);
+		}
 		FUZZ_CHECK(m->newbufs[i].size && m->newbufs[i].size <= (uint64_t)INT64_MAX);
 		for (j = 0; j < i; j++)
 			FUZZ_CHECK(m->newbufs[j].id != m->newbufs[i].id);

@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "wire.h"
+#include "../tests/cuda-forge.h"
 
 struct pkt {
 	uint8_t b[WIRE_MAX_PACKET];
@@ -169,6 +170,32 @@ static void one_tensor_msg(struct pkt *p, uint64_t seq)
 	msg(p, seq, &nb, 1, &t, 1, NULL);
 }
 
+/* GPU descriptors: each kind of GPU buffer, as tests/cuda-forge.h writes them. */
+static void gen_wire_cuda(void)
+{
+	static const struct {
+		const char *name;
+		uint32_t kind;
+		bool event;
+	} k[] = {
+		{ "msg-cuda-vmm", WIRE_BUF_CUDA_VMM, true },
+		{ "msg-cuda-ipc", WIRE_BUF_CUDA_IPC, false },
+		{ "msg-cuda-extmem", WIRE_BUF_CUDA_EXTMEM, true },
+	};
+	struct gpu_forge f;
+	static char buf[1024];
+	unsigned int i;
+
+	for (i = 0; i < sizeof(k) / sizeof(k[0]); i++) {
+		gpu_forge_init(&f, k[i].kind, 4096);
+		if (k[i].event) {
+			f.cb.flags = WIRE_CUDA_EVENT;
+			memset(f.cb.event_handle, 0x33, sizeof(f.cb.event_handle));
+		}
+		write_file("wire", k[i].name, buf, gpu_forge_encode(&f, buf));
+	}
+}
+
 static void gen_wire(void)
 {
 	static struct pkt p;
@@ -235,6 +262,7 @@ static void gen_wire(void)
 	write_file("wire", "msg-ndim-33", p.b, p.len);
 	refuse(&p, 9999, "no\x01such\xff" "errno");
 	write_file("wire", "refuse-odd", p.b, p.len);
+	gen_wire_cuda();
 }
 
 /* --- layout, in fuzz-layout.c's encoding --- */

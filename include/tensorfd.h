@@ -40,7 +40,7 @@ enum tfd_dtype_code {
 	TFD_BOOL = 6,
 };
 
-/* DLPack's DLDeviceType values; only TFD_DEVICE_CPU is carried so far. */
+/* DLPack's DLDeviceType values; CPU and CUDA tensors are carried. */
 enum tfd_device_type {
 	TFD_DEVICE_CPU = 1,
 	TFD_DEVICE_CUDA = 2,
@@ -276,6 +276,34 @@ int tfd_dmabuf_source(const struct tfd_buffer *buf);
 int tfd_buffer_kind(const struct tfd_buffer *buf);
 int tfd_buffer_begin_access(struct tfd_buffer *buf, unsigned int access);
 int tfd_buffer_end_access(struct tfd_buffer *buf, unsigned int access);
+
+/*
+ * CUDA tensors: GPU memory that crosses a channel or topic without touching
+ * host memory. The driver is loaded at run time, on first use; without one
+ * these calls fail with -ENODEV (no driver) or -EOPNOTSUPP (built without
+ * CUDA), with the reason in tfd_last_error(). See tensorfd(7), CUDA.
+ */
+enum {
+	TFD_BUFFER_CUDA = 3,		/* cuMemCreate memory, exported once as an fd */
+	TFD_BUFFER_CUDA_IPC = 4,	/* memory the caller owns, sent as a cuIpc handle */
+	TFD_BUFFER_CUDA_EXTMEM = 5,	/* an fd the receiver imports with cuImportExternalMemory */
+};
+
+enum {
+	TFD_CUDA_EXTMEM = 1u << 0,	/* tfd_cuda_buffer_new: receivers import it as external memory */
+};
+
+#define TFD_CUDA_UUID_SIZE	16
+
+int tfd_cuda_probe(void);
+int tfd_cuda_buffer_new(int device, uint64_t size, unsigned int flags, struct tfd_buffer **ret);
+int tfd_cuda_buffer_wrap(uint64_t ptr, uint64_t *offset, struct tfd_buffer **ret);
+uint64_t tfd_cuda_buffer_ptr(const struct tfd_buffer *buf);
+int tfd_cuda_buffer_device(const struct tfd_buffer *buf, uint8_t uuid[TFD_CUDA_UUID_SIZE]);
+uint64_t tfd_message_cuda_ptr(const struct tfd_message *msg, unsigned int index);
+int tfd_message_cuda_record(struct tfd_message *msg, void *stream);
+int tfd_message_cuda_wait(const struct tfd_message *msg, void *stream);
+int tfd_cuda_host_register(struct tfd_buffer *buf);
 
 /* Logging: the library prints nothing unless a callback is set. */
 enum tfd_log_level {

@@ -16,6 +16,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "gpu.h"
 #include "internal.h"
 #include "wire.h"
 
@@ -50,6 +51,7 @@ struct tfd_buffer *buffer_alloc(void)
 
 void buffer_free(struct tfd_buffer *b)
 {
+	cuda_buffer_free(b);
 	if (b->map != MAP_FAILED && b->size)
 		munmap(b->map, b->size);
 	if (b->fd >= 0)
@@ -201,7 +203,7 @@ TFD_EXPORT struct tfd_buffer *tfd_buffer_unref(struct tfd_buffer *buf)
 
 TFD_EXPORT void *tfd_buffer_data(const struct tfd_buffer *buf)
 {
-	return buf ? buf->map : NULL;
+	return buf && buf->map != MAP_FAILED ? buf->map : NULL;
 }
 
 TFD_EXPORT uint64_t tfd_buffer_size(const struct tfd_buffer *buf)

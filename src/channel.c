@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "gpu.h"
 #include "internal.h"
 #include "notify.h"
 #include "wire.h"
@@ -430,12 +431,12 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			  struct rx_packet *pkt)
 {
 	struct tfd_buffer *b;
-	unsigned int i;
+	unsigned int i, k = 0;
 	int r;
 
-	if (pkt->nfds != w->n_newbufs)
-		return ch_fail(ch, -EBADMSG, "message announces %u buffers but carries %u fds",
-			       w->n_newbufs, pkt->nfds);
+	if (pkt->nfds != w->n_fds)
+		return ch_fail(ch, -EBADMSG, "message announces %u buffer fds but carries %u fds",
+			       w->n_fds, pkt->nfds);
 	if (ch->rx_bufs.count + w->n_newbufs > RX_BUFS_MAX)
 		return ch_fail(ch, -ENOBUFS, "peer wants more than %d buffers mapped", RX_BUFS_MAX);
 	for (i = 0; i < w->n_newbufs; i++)
@@ -446,20 +447,26 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 	if (r < 0)
 		return ch_fail(ch, r, "out of memory");
 	for (i = 0; i < w->n_newbufs; i++) {
-		/* buffer_import() owns the fd from here, even when it fails */
-		int fd = pkt->fds[i];
+		/* the import owns the fd from here, even when it fails */
+		int fd = wire_buf_has_fd(w->newbufs[i].kind) ? pkt->fds[k] : -1;
 
-		pkt->fds[i] = -1;
-		r = buffer_import(fd, w->newbufs[i].size, w->newbufs[i].kind, ch->err,
-				  sizeof(ch->err), &b);
+		if (fd >= 0)
+			pkt->fds[k++] = -1;
+		if (wire_buf_is_cuda(w->newbufs[i].kind))
+			r = cuda_import(fd, &w->newbufs[i], &w->cuda[i], ch->err, sizeof(ch->err),
+					&b);
+		else
+			r = buffer_import(fd, w->newbufs[i].size, w->newbufs[i].kind, ch->err,
+					  sizeof(ch->err), &b);
 		if (r < 0) {
-			for (i++; i < pkt->nfds; i++)
-				close(pkt->fds[i]);
+			for (; k < pkt->nfds; k++)
+				close(pkt->fds[k]);
 			pkt->nfds = 0;
 			return r;
 		}
 		idmap_put(&ch->rx_bufs, w->newbufs[i].id, b);
-		ch->stats.fds_received++;
+		if (fd >= 0)
+			ch->stats.fds_received++;
 	}
 	pkt->nfds = 0;
 	return 0;
@@ -499,6 +506,9 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 		t->flags = w->tensors[i].flags & WIRE_TENSOR_COPIED ? TENSOR_COPIED : 0;
 		memcpy(t->name, w->tensors[i].name, sizeof(t->name));
 		t->layout = w->tensors[i].layout;
+		/* the peer's ordinal means nothing here (CUDA_VISIBLE_DEVICES): ours */
+		if (buffer_is_gpu(b))
+			t->layout.device.id = cuda_buffer_ordinal(b);
 		t->buf = tfd_buffer_ref(b);
 	}
 	if (w->user_len) {
@@ -716,7 +726,8 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 }
 
 static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, uint64_t seq,
-			 uint64_t ts, struct tfd_buffer **newbufs, unsigned int n_new)
+			 uint64_t ts, struct tfd_buffer **newbufs, const uint32_t *kinds,
+			 const struct wire_cudabuf *cudarec, unsigned int n_new)
 {
 	char *p = ch->txbuf;
 	struct wire_msg *w = (struct wire_msg *)p;
@@ -729,15 +740,19 @@ static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, 
 	w->n_newbufs = (uint16_t)n_new;
 	w->user_len = (uint32_t)msg->user_len;
 	p += sizeof(*w);
-	for (i = 0; i < n_new; i++, p += sizeof(struct wire_newbuf)) {
+	for (i = 0; i < n_new; i++) {
 		struct wire_newbuf nb = {
 			.id = newbufs[i]->id,
 			.size = newbufs[i]->size,
-			.kind = newbufs[i]->kind == TFD_BUFFER_DMABUF ? WIRE_BUF_DMABUF
-								      : WIRE_BUF_MEMFD,
+			.kind = kinds[i],
 		};
 
 		memcpy(p, &nb, sizeof(nb));
+		p += sizeof(nb);
+		if (wire_buf_is_cuda(kinds[i])) {
+			memcpy(p, &cudarec[i], sizeof(cudarec[i]));
+			p += sizeof(cudarec[i]);
+		}
 	}
 	for (i = 0; i < msg->n; i++) {
 		const struct tensor_entry *t = &msg->t[i];
@@ -788,8 +803,10 @@ TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t seq, uint64_t ts)
 {
 	struct tfd_buffer *uniq[TFD_MAX_TENSORS], *newbufs[TFD_MAX_TENSORS];
+	struct wire_cudabuf cudarec[TFD_MAX_TENSORS];
+	uint32_t kinds[TFD_MAX_TENSORS];
 	int fds[TFD_MAX_TENSORS];
-	unsigned int n_uniq = 0, n_new = 0, i, j;
+	unsigned int n_uniq = 0, n_new = 0, n_fds = 0, i, j;
 	uint64_t deadline;
 	struct inflight *f;
 	size_t len;
@@ -811,17 +828,25 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 	for (i = 0; i < msg->n; i++) {
 		struct tfd_buffer *b = msg->t[i].buf;
 
-		if (b->fd < 0)
+		if (b->fd < 0 && !buffer_is_gpu(b))
 			return ch_fail(ch, -EBADF, "tensor '%s' has no buffer fd", msg->t[i].name);
 		for (j = 0; j < n_uniq && uniq[j] != b; j++)
 			;
 		if (j < n_uniq)
 			continue;
 		uniq[n_uniq++] = b;
-		if (!idmap_get(&ch->tx_known, b->id)) {
-			newbufs[n_new] = b;
-			fds[n_new++] = b->fd;
+		if (idmap_get(&ch->tx_known, b->id))
+			continue;
+		if (buffer_is_gpu(b)) {
+			r = cuda_wire(b, &kinds[n_new], &cudarec[n_new], ch->err, sizeof(ch->err));
+			if (r < 0)
+				return r;
+		} else {
+			kinds[n_new] = b->kind == TFD_BUFFER_DMABUF ? WIRE_BUF_DMABUF : WIRE_BUF_MEMFD;
 		}
+		if (wire_buf_has_fd(kinds[n_new]))
+			fds[n_fds++] = b->fd;
+		newbufs[n_new++] = b;
 	}
 	f = malloc(sizeof(*f) + n_uniq * sizeof(f->bufs[0]));
 	if (!f)
@@ -840,8 +865,8 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 	}
 	if (!ts)
 		ts = tfd_now_ns();
-	len = encode_msg(ch, msg, seq, ts, newbufs, n_new);
-	r = ch_sendmsg(ch, ch->txbuf, len, fds, n_new, deadline);
+	len = encode_msg(ch, msg, seq, ts, newbufs, kinds, cudarec, n_new);
+	r = ch_sendmsg(ch, ch->txbuf, len, fds, n_fds, deadline);
 	if (r < 0) {
 		free(f);
 		return r;
@@ -863,7 +888,7 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 		msg->timestamp = ts;
 	}
 	ch->stats.messages_sent++;
-	ch->stats.fds_sent += n_new;
+	ch->stats.fds_sent += n_fds;
 	return 0;
 }
 

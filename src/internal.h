@@ -46,6 +46,7 @@ struct tfd_buffer {
 	uint8_t kind;		/* enum tfd_buffer_kind */
 	uint8_t source;		/* enum tfd_dmabuf_source, dma-bufs only */
 	bool named;		/* DMA_BUF_SET_NAME done */
+	struct cuda_buf *cuda;	/* GPU buffers and host registrations (cuda.c) */
 };
 
 /*

@@ -8,7 +8,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "gpu.h"
 #include "internal.h"
 
 TFD_EXPORT int tfd_message_new(struct tfd_message **ret)
@@ -97,9 +99,11 @@ int message_check_tensor(const char *name, const struct tfd_buffer *buf,
 	r = name_check(name);
 	if (r < 0)
 		return r;
-	if (layout->device.type != TFD_DEVICE_CPU)
-		return tfd_fail(NULL, 0, -EOPNOTSUPP, "tensor '%s': device type %d is not supported",
-				name, layout->device.type);
+	/* GPU buffers hold CUDA tensors, the others CPU tensors */
+	if (layout->device.type != (buffer_is_gpu(buf) ? TFD_DEVICE_CUDA : TFD_DEVICE_CPU))
+		return tfd_fail(NULL, 0, -EOPNOTSUPP,
+				"tensor '%s': device type %d does not match its %s buffer", name,
+				layout->device.type, buffer_is_gpu(buf) ? "GPU" : "CPU");
 	r = tfd_layout_span(layout, &lo, &hi);
 	if (r < 0)
 		return tfd_fail(NULL, 0, r, "tensor '%s': %s", name, tfd_last_error());
@@ -210,8 +214,8 @@ TFD_EXPORT struct tfd_buffer *tfd_message_buffer(const struct tfd_message *msg, 
 
 TFD_EXPORT void *tfd_message_data(const struct tfd_message *msg, unsigned int index)
 {
-	if (!msg || index >= msg->n)
-		return NULL;
+	if (!msg || index >= msg->n || msg->t[index].buf->map == MAP_FAILED)
+		return NULL;	/* GPU tensors: tfd_message_cuda_ptr() */
 	return (char *)msg->t[index].buf->map + msg->t[index].layout.byte_offset;
 }
 

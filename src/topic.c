@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "gpu.h"
 #include "pool.h"
 
 #define DEFAULT_DEPTH 16
@@ -591,7 +592,7 @@ TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_d
 /* Travels as it is: a pool buffer, or a dma-buf (device memory is never copied). */
 static bool passes_through(const struct tfd_publisher *pub, const struct tfd_buffer *b)
 {
-	return pool_owns(&pub->pool, b) || b->kind == TFD_BUFFER_DMABUF;
+	return pool_owns(&pub->pool, b) || b->kind == TFD_BUFFER_DMABUF || buffer_is_gpu(b);
 }
 
 /*

@@ -8,6 +8,7 @@
  * their buffers is the channel's check, as only it knows the buffers.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "internal.h"
@@ -165,6 +166,33 @@ static int decode_tensor(const char **p, const char *end, struct wire_tensor_inf
 	return 0;
 }
 
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+/* What can be checked of a GPU buffer record without a driver. */
+static int decode_cudabuf(const struct wire_newbuf *nb, const struct wire_cudabuf *c, char *err,
+			  size_t errlen)
+{
+	if (c->pad || (c->flags & ~WIRE_CUDA_FLAGS))
+		return BAD("GPU buffer record with unknown flags 0x%x or padding", c->flags);
+	if (c->alloc_size < nb->size || c->alloc_size > (uint64_t)INT64_MAX)
+		return BAD("GPU buffer of %llu bytes in an allocation of %llu",
+			   (unsigned long long)nb->size, (unsigned long long)c->alloc_size);
+	if (all_zero(c->uuid, sizeof(c->uuid)))
+		return BAD("GPU buffer without a device UUID");
+	if ((nb->kind == WIRE_BUF_CUDA_IPC) == all_zero(c->mem_handle, sizeof(c->mem_handle)))
+		return BAD("GPU buffer of kind %u %s an IPC memory handle", nb->kind,
+			   nb->kind == WIRE_BUF_CUDA_IPC ? "without" : "with");
+	if (!(c->flags & WIRE_CUDA_EVENT) != all_zero(c->event_handle, sizeof(c->event_handle)))
+		return BAD("GPU buffer event handle does not match its flags");
+	return 0;
+}
+
 int wire_decode_msg(const void *pkt, size_t len, struct wire_msg_info *out, char *err,
 		    size_t errlen)
 {
@@ -191,12 +219,28 @@ int wire_decode_msg(const void *pkt, size_t len, struct wire_msg_info *out, char
 	out->timestamp = w.timestamp;
 	out->n_tensors = w.n_tensors;
 	out->n_newbufs = w.n_newbufs;
-	for (i = 0; i < w.n_newbufs; i++, p += sizeof(struct wire_newbuf)) {
+	out->n_fds = 0;
+	for (i = 0; i < w.n_newbufs; i++) {
+		if ((size_t)(end - p) < sizeof(struct wire_newbuf) + w.user_len)
+			return BAD("message truncated");
 		memcpy(&out->newbufs[i], p, sizeof(struct wire_newbuf));
-		if (out->newbufs[i].kind != WIRE_BUF_MEMFD && out->newbufs[i].kind != WIRE_BUF_DMABUF)
+		p += sizeof(struct wire_newbuf);
+		if (out->newbufs[i].kind < WIRE_BUF_MEMFD ||
+		    out->newbufs[i].kind > WIRE_BUF_CUDA_EXTMEM)
 			return BAD("buffer of unknown kind %u", out->newbufs[i].kind);
 		if (out->newbufs[i].flags)
 			return BAD("buffer record flags 0x%x are not zero", out->newbufs[i].flags);
+		if (wire_buf_has_fd(out->newbufs[i].kind))
+			out->n_fds++;
+		if (wire_buf_is_cuda(out->newbufs[i].kind)) {
+			if ((size_t)(end - p) < sizeof(struct wire_cudabuf) + w.user_len)
+				return BAD("GPU buffer record truncated");
+			memcpy(&out->cuda[i], p, sizeof(struct wire_cudabuf));
+			p += sizeof(struct wire_cudabuf);
+			r = decode_cudabuf(&out->newbufs[i], &out->cuda[i], err, errlen);
+			if (r < 0)
+				return r;
+		}
 		if (out->newbufs[i].size == 0 || out->newbufs[i].size > (uint64_t)INT64_MAX)
 			return BAD("buffer of %llu bytes",
 				   (unsigned long long)out->newbufs[i].size);

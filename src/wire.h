@@ -61,6 +61,37 @@ struct wire_newbuf {
 
 #define WIRE_BUF_MEMFD 1
 #define WIRE_BUF_DMABUF 2	/* a dma-buf: the receiver checks it as one, not as a memfd */
+/*
+ * GPU buffers (src/cuda.c). Each such wire_newbuf is followed at once by a
+ * struct wire_cudabuf. CUDA_VMM and CUDA_EXTMEM bring an fd like a memfd;
+ * CUDA_IPC brings none (its handle is in the record), so the fds attached
+ * to a message are those of its other new buffers, in order.
+ */
+#define WIRE_BUF_CUDA_VMM 3	/* cuMemCreate memory, POSIX fd: cuMemImportFromShareableHandle */
+#define WIRE_BUF_CUDA_IPC 4	/* cuIpcGetMemHandle of an allocation base: cuIpcOpenMemHandle */
+#define WIRE_BUF_CUDA_EXTMEM 5	/* an OPAQUE_FD for cuImportExternalMemory */
+
+struct wire_cudabuf {
+	uint8_t uuid[16];	/* the device the memory lives on (cuDeviceGetUuid) */
+	uint64_t alloc_size;	/* bytes of the whole allocation the receiver maps, >= size */
+	uint32_t flags;		/* WIRE_CUDA_* */
+	uint32_t pad;		/* zero */
+	uint8_t mem_handle[64];	/* CUDA_IPC: CUipcMemHandle; otherwise zero */
+	uint8_t event_handle[64];	/* WIRE_CUDA_EVENT: CUipcEventHandle; otherwise zero */
+};
+
+#define WIRE_CUDA_EVENT 0x1	/* the buffer comes with an interprocess event to wait on */
+#define WIRE_CUDA_FLAGS WIRE_CUDA_EVENT
+
+static inline int wire_buf_is_cuda(uint32_t kind)
+{
+	return kind >= WIRE_BUF_CUDA_VMM && kind <= WIRE_BUF_CUDA_EXTMEM;
+}
+
+static inline int wire_buf_has_fd(uint32_t kind)
+{
+	return kind != WIRE_BUF_CUDA_IPC;
+}
 
 struct wire_tensor {
 	uint64_t buf_id;
@@ -100,6 +131,7 @@ _Static_assert(sizeof(struct wire_msg) == 40, "wire_msg");
 _Static_assert(sizeof(struct wire_newbuf) == 24, "wire_newbuf");
 _Static_assert(sizeof(struct wire_tensor) == 40, "wire_tensor");
 _Static_assert(sizeof(struct wire_ids) == 24, "wire_ids");
+_Static_assert(sizeof(struct wire_cudabuf) == 160, "wire_cudabuf");
 
 #define WIRE_MAX_IDS ((WIRE_MAX_PACKET - sizeof(struct wire_ids)) / sizeof(uint64_t))
 
@@ -117,6 +149,8 @@ struct wire_msg_info {
 	unsigned int n_tensors;
 	unsigned int n_newbufs;
 	struct wire_newbuf newbufs[TFD_MAX_TENSORS];
+	struct wire_cudabuf cuda[TFD_MAX_TENSORS];	/* for GPU kinds of newbufs[i] */
+	unsigned int n_fds;	/* newbufs that bring an fd */
 	struct wire_tensor_info tensors[TFD_MAX_TENSORS];
 	const void *user;
 	size_t user_len;
