@@ -360,7 +360,8 @@ int main(void)
 		} else {
 			usleep(1000);
 		}
-		if (now_ms() >= next_kill) {
+		/* no kills in the last 2 s: a replacement must get to receive something */
+		if (now_ms() >= next_kill && now_ms() + 2000 < end) {
 			k = rand() % SUBS;
 			kill(slot[k].pid, SIGKILL);
 			status = wait_child(slot[k].pid);
