@@ -324,7 +324,7 @@ int main(void)
 	int fds0, base1, base2 = -1, k, status, kills = 0, kills_ok = 0, spawn_fail = 0, pub_err = 0;
 	int reports = 0, reports_ok = 0, reattached = 0, veterans = 0, exits_ok = 0, phase;
 	int unaccounted = 0, rss_ok = 0, rss_known = 0, child_status = -1;
-	uint64_t id = 0, start, end, next_kill, published = 0, total = 0;
+	uint64_t id = 0, start, end, next_kill, published = 0, total = 0, quiet_end;
 	pid_t child = -1;
 
 	if (soak < 3)
@@ -350,6 +350,7 @@ int main(void)
 	srand(4242);
 	start = now_ms();
 	end = start + (uint64_t)soak * 1000;
+	quiet_end = soak >= 8 ? 2000 : (uint64_t)soak * 250;
 	next_kill = start + 700 + (uint64_t)(rand() % 600);
 	phase = PHASE_FIRST;
 	while (now_ms() < end) {
@@ -360,8 +361,8 @@ int main(void)
 		} else {
 			usleep(1000);
 		}
-		/* no kills in the last 2 s: a replacement must get to receive something */
-		if (now_ms() >= next_kill && now_ms() + 2000 < end) {
+		/* no kills at the very end: a replacement must get to receive something */
+		if (now_ms() >= next_kill && now_ms() + quiet_end < end) {
 			k = rand() % SUBS;
 			kill(slot[k].pid, SIGKILL);
 			status = wait_child(slot[k].pid);
