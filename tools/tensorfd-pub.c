@@ -269,6 +269,7 @@ static void usage(FILE *f)
 		   "  -l, --latched          a subscriber that attaches later gets the last message\n"
 		   "  -S, --wait-subscribers N  wait for N subscribers before the first message\n"
 		   "  -L, --linger MS        after the last message, serve subscribers so long (1000)\n"
+		   "  -u, --allow-uid UID    only this uid may subscribe (repeatable)\n"
 		   "  -h, --help             this text\n"
 		   "Exit: 0 done or interrupted, 2 usage, 4 permission denied, 1 other errors.\n",
 		prog);
@@ -288,12 +289,15 @@ int main(int argc, char **argv)
 		{ "latched", no_argument, NULL, 'l' },
 		{ "wait-subscribers", required_argument, NULL, 'S' },
 		{ "linger", required_argument, NULL, 'L' },
+		{ "allow-uid", required_argument, NULL, 'u' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct gen g = { .name = "data", .dtype = { TFD_FLOAT, 32, 1 }, .ndim = 1,
 			 .shape = { 4 }, .how = FILL_RANDOM };
-	uint64_t count = 0, sent = 0, want_subs = 0, linger = 1000, start, next;
+	uint64_t count = 0, sent = 0, want_subs = 0, linger = 1000, start, next, uid;
+	uint32_t uids[16];
+	unsigned int n_uids = 0;
 	double rate = 10;
 	unsigned int flags = 0, i;
 	struct tfd_publisher *pub;
@@ -301,7 +305,7 @@ int main(int argc, char **argv)
 	const char *topic;
 	int c, r, rc = EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:u:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_shape(optarg, g.shape, &g.ndim) < 0) {
@@ -365,6 +369,13 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'u':
+			if (parse_uint(optarg, &uid) < 0 || uid > UINT32_MAX || n_uids == 16) {
+				fprintf(stderr, "%s: bad or too many uids '%s'\n", prog, optarg);
+				return EXIT_USAGE;
+			}
+			uids[n_uids++] = (uint32_t)uid;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -386,6 +397,8 @@ int main(int argc, char **argv)
 	}
 	if (r < 0)
 		return report(r, "publishing %s", topic);
+	for (i = 0; i < n_uids; i++)
+		tfd_publisher_allow_uid(pub, uids[i]);
 	while (!stop_requested && subscribers(pub) < want_subs)
 		tfd_publisher_dispatch(pub, 100);
 	start = now_ns();
