@@ -419,13 +419,13 @@ static int pending_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 	return n;
 }
 
-/* A new connection: a subscriber, an introspector, or not known yet. */
+/* A new connection: a subscriber, an introspector, or not known yet. > 0: handled. */
 static int serve_new(struct tfd_publisher *pub, struct tfd_channel *ch)
 {
 	switch (first_packet(ch)) {
 	case FIRST_INFO:
 		introspect(pub, ch);
-		return 0;
+		return 1;
 	case FIRST_NONE:
 		return pending_add(pub, ch);
 	default:
@@ -451,6 +451,7 @@ static int pending_process(struct tfd_publisher *pub)
 		pending_del(pub, i);
 		if (f == FIRST_INFO) {
 			introspect(pub, ch);
+			n++;
 			continue;
 		}
 		/* a peer that says nothing for long is served like before introspection */

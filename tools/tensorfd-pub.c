@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "cliutil.h"
@@ -254,6 +255,20 @@ static bool queues_empty(struct tfd_publisher *pub)
 	return true;
 }
 
+/* CPU time of this process (publishing, filling and serving) per message. */
+static void say_cpu(uint64_t sent, uint64_t wall_ns)
+{
+	struct rusage ru;
+	double user, sys;
+
+	getrusage(RUSAGE_SELF, &ru);
+	user = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+	sys = ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	fprintf(stderr, "%s: %llu messages in %.3f s, CPU %.2f us per message (user %.3f s, sys %.3f s)\n",
+		prog, (unsigned long long)sent, wall_ns / 1e9,
+		sent ? (user + sys) * 1e6 / (double)sent : 0.0, user, sys);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: %s [options] TOPIC\n"
@@ -270,6 +285,7 @@ static void usage(FILE *f)
 		   "  -S, --wait-subscribers N  wait for N subscribers before the first message\n"
 		   "  -L, --linger MS        after the last message, serve subscribers so long (1000)\n"
 		   "  -u, --allow-uid UID    only this uid may subscribe (repeatable)\n"
+		   "  -v, --verbose          at the end, messages sent and CPU time per message\n"
 		   "  -h, --help             this text\n"
 		   "Exit: 0 done or interrupted, 2 usage, 4 permission denied, 1 other errors.\n",
 		prog);
@@ -290,6 +306,7 @@ int main(int argc, char **argv)
 		{ "wait-subscribers", required_argument, NULL, 'S' },
 		{ "linger", required_argument, NULL, 'L' },
 		{ "allow-uid", required_argument, NULL, 'u' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -300,12 +317,13 @@ int main(int argc, char **argv)
 	unsigned int n_uids = 0;
 	double rate = 10;
 	unsigned int flags = 0, i;
+	bool verbose = false;
 	struct tfd_publisher *pub;
 	struct tfd_message *m;
 	const char *topic;
 	int c, r, rc = EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:u:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:u:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_shape(optarg, g.shape, &g.ndim) < 0) {
@@ -376,6 +394,9 @@ int main(int argc, char **argv)
 			}
 			uids[n_uids++] = (uint32_t)uid;
 			break;
+		case 'v':
+			verbose = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -432,6 +453,8 @@ int main(int argc, char **argv)
 		if (rc != EXIT_OK)
 			break;
 	}
+	if (verbose)
+		say_cpu(sent, now_ns() - start);
 	/* what still waits in a subscriber's queue goes out before we leave */
 	next = now_ns() + linger * 1000000;
 	while (!stop_requested && !queues_empty(pub) && now_ns() < next)
