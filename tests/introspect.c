@@ -349,6 +349,31 @@ static void hostile(void)
 	ok(stop(&ch) == 0, "publisher exits cleanly");
 }
 
+/* An answered query is an event: dispatch returns for it instead of waiting on. */
+static void dispatch_counts_it(void)
+{
+	struct tfd_topic_info *info;
+	struct tfd_publisher *pub;
+	int i, r = 0;
+	pid_t pid;
+
+	if (tfd_publisher_new("intro/disp", 0, &pub) < 0) {
+		ok(0, "publisher for the dispatch case: %s", tfd_last_error());
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		r = tfd_topic_query("intro/disp", 10000, &info);
+		_exit(r == 0 ? 0 : 1);
+	}
+	/* connect, then the request: two wake-ups at most before the answer */
+	for (i = 0; i < 3 && r <= 0; i++)
+		r = tfd_publisher_dispatch(pub, 8000);
+	ok(r > 0, "tfd_publisher_dispatch() returns %d for the query it answered", r);
+	ok(wait_child(pid) == 0, "the asker got its answer");
+	tfd_publisher_unref(pub);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tfd-introspect-XXXXXX";
@@ -360,6 +385,7 @@ int main(void)
 	basics();
 	errors(dir);
 	hostile();
+	dispatch_counts_it();
 	ok(count_fds() == fds, "no fd leaked in the asker");
 	rm_tree(dir);
 	return done_testing();
