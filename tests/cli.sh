@@ -211,7 +211,7 @@ rc_is 0 "tensorfd-record of two topics" "$T/tensorfd-record" --count 10 -o "$dir
 ok $? "writes 5 messages of each"
 head -c 8 "$dir/r.tfd" | od -An -tu8 | grep -q '^ *[0-9]*[02468]$'
 ok $? "the file starts with a safetensors header length"
-bg "$T/tensorfd-play" --wait-subscribers 1 --rate 2 --remap cam/rec=replay/a --remap cam/rec2=replay/b "$dir/r.tfd"
+bg "$T/tensorfd-play" --block --wait-subscribers 1 --rate 2 --remap cam/rec=replay/a --remap cam/rec2=replay/b "$dir/r.tfd"
 wait_socket replay/a && wait_socket replay/b
 bg "$T/tensorfd-echo" --count 5 --stats replay/b
 echo_b=$last

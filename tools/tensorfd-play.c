@@ -127,6 +127,7 @@ static void usage(FILE *f)
 		   "                            when the file has one topic); repeatable\n"
 		   "  -S, --wait-subscribers N  wait for N subscribers on every topic first\n"
 		   "  -L, --linger MS           after the last message, serve subscribers so long (1000)\n"
+		   "  -B, --block               wait for slow subscribers instead of dropping for them\n"
 		   "  -v, --verbose             say how much was played, how fast\n"
 		   "  -h, --help                this text\n"
 		   "Exit: 0 done or interrupted, 2 usage, 4 permission denied, 1 other errors\n"
@@ -144,6 +145,7 @@ int main(int argc, char **argv)
 		{ "wait-subscribers", required_argument, NULL, 'S' },
 		{ "linger", required_argument, NULL, 'L' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "block", no_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -152,12 +154,12 @@ int main(int argc, char **argv)
 	uint64_t pos, first_pos, want_subs = 0, linger = 1000, start, t0 = 0, base = 0, played = 0;
 	uint64_t bytes = 0, last_t = 0;
 	unsigned int n_remap = 0, i, k;
-	bool fast = false, loop = false, verbose = false, have_t0 = false;
+	bool fast = false, loop = false, verbose = false, have_t0 = false, block = false;
 	double rate = 1, secs;
 	char err[256], sz[32], sz2[32];
 	int c, r, fd, rc = EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "r:flm:S:L:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "r:flm:S:L:Bvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			if (parse_double(optarg, &rate) < 0 || rate <= 0) {
@@ -190,6 +192,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = true;
+			break;
+		case 'B':
+			block = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -246,6 +251,9 @@ int main(int argc, char **argv)
 				fprintf(stderr, "%s: %s\n", prog, tfd_last_error());
 			goto out;
 		}
+		/* lossless: publish waits for the slowest subscriber */
+		if (block)
+			tfd_publisher_set_queue(pubs[i], 16, TFD_BLOCK, -1);
 	}
 	while (!stop_requested && !all_have(want_subs))
 		serve_until(now_ns() + 50000000);

@@ -120,6 +120,13 @@ static void fill(const struct tfd_layout *l, void *data, enum fill how, double v
 	bool is_float = l->dtype.code == TFD_FLOAT || l->dtype.code == TFD_BFLOAT ||
 			l->dtype.code == TFD_COMPLEX;
 
+	if (how == FILL_CONST && count) {
+		/* one element, then doubling copies: memcpy speed for big tensors */
+		put_element(l->dtype, p, value);
+		for (i = 1; i < count; i *= 2)
+			memcpy(p + i * esz, p, (i < count - i ? i : count - i) * esz);
+		return;
+	}
 	for (i = 0; i < count; i++, p += esz) {
 		double v = value;
 
@@ -285,6 +292,7 @@ static void usage(FILE *f)
 		   "  -S, --wait-subscribers N  wait for N subscribers before the first message\n"
 		   "  -L, --linger MS        after the last message, serve subscribers so long (1000)\n"
 		   "  -u, --allow-uid UID    only this uid may subscribe (repeatable)\n"
+		   "  -B, --block            wait for slow subscribers instead of dropping for them\n"
 		   "  -v, --verbose          at the end, messages sent and CPU time per message\n"
 		   "  -h, --help             this text\n"
 		   "Exit: 0 done or interrupted, 2 usage, 4 permission denied, 1 other errors.\n",
@@ -307,6 +315,7 @@ int main(int argc, char **argv)
 		{ "linger", required_argument, NULL, 'L' },
 		{ "allow-uid", required_argument, NULL, 'u' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "block", no_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -317,13 +326,13 @@ int main(int argc, char **argv)
 	unsigned int n_uids = 0;
 	double rate = 10;
 	unsigned int flags = 0, i;
-	bool verbose = false;
+	bool verbose = false, block = false;
 	struct tfd_publisher *pub;
 	struct tfd_message *m;
 	const char *topic;
 	int c, r, rc = EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:u:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:u:Bvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_shape(optarg, g.shape, &g.ndim) < 0) {
@@ -397,6 +406,9 @@ int main(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
+		case 'B':
+			block = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -420,6 +432,9 @@ int main(int argc, char **argv)
 		return report(r, "publishing %s", topic);
 	for (i = 0; i < n_uids; i++)
 		tfd_publisher_allow_uid(pub, uids[i]);
+	/* lossless: publish waits for the slowest subscriber */
+	if (block)
+		tfd_publisher_set_queue(pub, 16, TFD_BLOCK, -1);
 	while (!stop_requested && subscribers(pub) < want_subs)
 		tfd_publisher_dispatch(pub, 100);
 	start = now_ns();
