@@ -224,6 +224,12 @@ ok $? "the other topic's subscriber got its 5 too"
 [ "$(grep -c '^  data: u8 shape \[3\] strides \[1\] cpu:0 3 bytes$' "$echo_b_out")" -eq 5 ] &&
 	[ "$(grep -c '^    min 7 max 7 mean 7 nan 0$' "$echo_b_out")" -eq 5 ]
 ok $? "with its values"
+bg "$T/tensorfd-pub" --rate 100 --count 2 --wait-subscribers 1 cam/brief
+wait_socket cam/brief
+rc_is 6 "tensorfd-record when every publisher left before the count" \
+	"$T/tensorfd-record" --count 10 -o "$dir/brief.tfd" cam/brief
+[ "$(grep -c '"topic":"cam/brief"' "$dir/brief.tfd")" -eq 2 ]
+ok $? "keeps the 2 messages it got"
 head -c 200 "$dir/r.tfd" >"$dir/cut.tfd"
 rc_is 1 "tensorfd-play of a truncated file" "$T/tensorfd-play" --fast "$dir/cut.tfd"
 grep -q "truncated" "$dir/err"

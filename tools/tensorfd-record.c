@@ -29,7 +29,7 @@ static void usage(FILE *f)
 		   "  -v, --verbose       say how much was recorded, how fast\n"
 		   "  -h, --help          this text\n"
 		   "Exit: 0 done or interrupted, 2 usage, 3 no such topic, 4 permission denied,\n"
-		   "6 a publisher went away, 1 other errors (writing the file).\n",
+		   "6 every publisher went away, 1 other errors (writing the file).\n",
 		prog);
 }
 
@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 	bool ready[REC_MAX_TOPICS], wait = false, verbose = false;
 	uint64_t count = 0, got = 0, bytes = 0, b, start, end = UINT64_MAX, now;
 	const char *out = NULL, *topics[REC_MAX_TOPICS];
-	unsigned int n = 0, i;
+	unsigned int n = 0, n_live = 0, i;
 	struct tfd_message *m;
 	int c, r, fd, rc = EXIT_OK;
 	double secs;
@@ -115,6 +115,7 @@ int main(int argc, char **argv)
 		return EXIT_FAIL;
 	}
 	catch_signals();
+	n_live = n;
 	for (i = 0; i < n; i++) {
 		r = tfd_subscriber_new(topics[i], 0, &subs[i]);
 		if (r < 0) {
@@ -125,15 +126,15 @@ int main(int argc, char **argv)
 	start = now_ns();
 	if (end != UINT64_MAX)
 		end += start;
-	while (!stop_requested && (!count || got < count) && (now = now_ns()) < end) {
-		r = tfd_subscriber_wait(subs, n, end == UINT64_MAX ? 200 : (int)((end - now) / 1000000 + 1), ready);
+	while (!stop_requested && n_live && (!count || got < count) && (now = now_ns()) < end) {
+		r = tfd_subscriber_wait(subs, n_live, end == UINT64_MAX ? 200 : (int)((end - now) / 1000000 + 1), ready);
 		if (r == -ETIMEDOUT || r == -EAGAIN || r == -EINTR)
 			continue;
 		if (r < 0) {
 			rc = report(r, "waiting for messages");
 			break;
 		}
-		for (i = 0; i < n && rc == EXIT_OK && (!count || got < count); i++) {
+		for (i = 0; i < n_live && rc == EXIT_OK && (!count || got < count); i++) {
 			if (!ready[i])
 				continue;
 			r = tfd_subscriber_recv(subs[i], 0, &m);
@@ -141,6 +142,19 @@ int main(int argc, char **argv)
 				continue;
 			if (r == -ECONNRESET && wait)
 				continue;
+			if (r == -ECONNRESET) {
+				/* what it sent is recorded; the other topics go on */
+				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
+					tfd_subscriber_strerror(subs[i]));
+				tfd_subscriber_unref(subs[i]);
+				n_live--;
+				subs[i] = subs[n_live];
+				topics[i] = topics[n_live];
+				ready[i] = ready[n_live];
+				subs[n_live] = NULL;
+				i--;
+				continue;
+			}
 			if (r < 0) {
 				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
 					tfd_subscriber_strerror(subs[i]));
@@ -160,6 +174,9 @@ int main(int argc, char **argv)
 		if (rc != EXIT_OK)
 			break;
 	}
+	/* every publisher left before the count or duration was reached */
+	if (rc == EXIT_OK && !n_live)
+		rc = EXIT_GONE;
 	if (verbose) {
 		secs = (now_ns() - start) / 1e9;
 		fprintf(stderr, "%s: %llu messages, %s of tensors in %.3f s (%s/s)\n", prog,
