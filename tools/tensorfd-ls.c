@@ -279,7 +279,8 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: reading %s: %s\n", prog, dir, strerror(errno));
 			return EXIT_FAIL;
 		}
-		qsort(entries, n_entries, sizeof(*entries), by_topic);
+		if (n_entries)
+			qsort(entries, n_entries, sizeof(*entries), by_topic);
 	}
 	for (k = 0; k < n_entries; k++) {
 		struct entry *e = &entries[k];
