@@ -137,6 +137,16 @@ ok $? "prints one line per report when piped"
 grep -q '^rate 0.00 Hz' "$dir/out"
 ok $((! $?)) "and sees messages flowing"
 
+if command -v script >/dev/null; then
+	# on a terminal the report is rewritten in place: carriage return, erase line
+	timeout 30 script -qec "'$T/tensorfd-hz' --interval 0.3 --count 2 cam/front" /dev/null >"$dir/tty" 2>&1
+	grep -q "$(printf '\r\033')\[Krate " "$dir/tty"
+	ok $? "tensorfd-hz on a terminal rewrites its line in place"
+else
+	n=$((n + 1))
+	echo "ok $n # SKIP script(1) not found, no terminal to try tensorfd-hz on"
+fi
+
 # --- a dead publisher leaves a stale socket ---
 kill -9 "$pub"
 wait "$pub" 2>/dev/null
@@ -193,6 +203,20 @@ grep -q "^  col: i16 shape \[2, 3\] strides \[1, 2\] cpu:0 12 bytes$" "$dir/out"
 ok $? "a Fortran-order array gets column-major strides"
 [ "$(grep -c '^    min 0 max 5 mean 2.5 nan 0$\|^    min 1 max 6 mean 3.5 nan 0$' "$dir/out")" -eq 2 ]
 ok $? "their values arrive"
+# a strided (Fortran-order) tensor is recorded in C order
+bg "$T/tensorfd-pub" --once --wait-subscribers 1 --npy col="$dir/f.npy" cam/npy2
+npy2_pub=$last
+wait_socket cam/npy2
+rc_is 0 "tensorfd-record of a column-major tensor" "$T/tensorfd-record" --count 1 -o "$dir/f.tfd" cam/npy2
+od -An -tx1 -v "$dir/f.tfd" | tr -d ' \n' | grep -q '010003000500020004000600$'
+ok $? "writes its elements in C order"
+wait "$npy2_pub" # gone, so its topic is free for the player
+bg "$T/tensorfd-play" --wait-subscribers 1 "$dir/f.tfd"
+wait_socket cam/npy2
+rc_is 0 "tensorfd-echo of it replayed" "$T/tensorfd-echo" --once --stats cam/npy2
+grep -q "^  col: i16 shape \[2, 3\] strides \[3, 1\] cpu:0 12 bytes$" "$dir/out" &&
+	grep -q "^    min 1 max 6 mean 3.5 nan 0$" "$dir/out"
+ok $? "arrives C-contiguous with its values"
 printf 'not numpy' >"$dir/bad.npy"
 rc_is 2 "tensorfd-pub --npy of a file that is not .npy" "$T/tensorfd-pub" --npy "$dir/bad.npy" cam/x
 grep -q "not a .npy file" "$dir/err"
