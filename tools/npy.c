@@ -169,14 +169,24 @@ int npy_open(const char *path, struct npy *n, int *fdp, char *err, size_t errlen
 		r = fail(err, errlen, r, "%s: bad 'shape'", path);
 		goto out;
 	}
+	/*
+	 * Every product of sizes (the strides too, where a zero-sized
+	 * dimension counts as 1) must fit int64 in bytes, as tensorfd's
+	 * layouts want.
+	 */
 	size = n->dtype.bits / 8;
 	for (i = 0; i < n->ndim; i++) {
-		if (n->shape[i] && count > UINT64_MAX / (uint64_t)n->shape[i] / size) {
+		uint64_t d = n->shape[i] ? (uint64_t)n->shape[i] : 1;
+
+		if (count > (uint64_t)INT64_MAX / size / d) {
 			r = fail(err, errlen, -EOVERFLOW, "%s: shape too large", path);
 			goto out;
 		}
-		count *= (uint64_t)n->shape[i];
+		count *= d;
 	}
+	for (i = 0; i < n->ndim; i++)
+		if (n->shape[i] == 0)
+			count = 0;
 	n->data_bytes = count * size;
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < n->data_offset + n->data_bytes) {
 		r = fail(err, errlen, -EINVAL, "%s: data shorter than its shape says", path);
