@@ -100,7 +100,7 @@ pub=$last
 wait_socket cam/front
 ok $? "tensorfd-pub made its socket"
 rc_is 0 "tensorfd-ls lists it" "$T/tensorfd-ls"
-grep -q "^cam/front  publisher pid $pub uid $(id -u) (tensorfd-pub)" "$dir/out"
+grep -q "^cam/front  publisher pid $pub uid $(id -u) (\(lt-\)\{0,1\}tensorfd-pub)" "$dir/out"
 ok $? "with the publisher's pid, uid and command name"
 rc_is 0 "tensorfd-echo --once --stats" "$T/tensorfd-echo" --once --stats cam/front
 grep -q "^seq [0-9]* timestamp [0-9]*\.[0-9]* latency [0-9.]* ms tensors 1$" "$dir/out"
