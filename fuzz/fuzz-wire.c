@@ -149,6 +149,36 @@ static void check_refuse(size_t size, int error, const char *reason, size_t cap)
 		FUZZ_CHECK(reason[i] >= ' ' && reason[i] <= '~');
 }
 
+static void check_info_request(const uint8_t *data, size_t size,
+			       const struct wire_info_request *w)
+{
+	FUZZ_CHECK(size == sizeof(*w) && w->flags == 0);
+	FUZZ_CHECK(memcmp(w, data, size) == 0);
+}
+
+static void check_info(const uint8_t *data, size_t size, const struct wire_info *w,
+		       const struct wire_info_sub *subs)
+{
+	static uint8_t again[WIRE_MAX_PACKET];
+	size_t i, n = strnlen(w->comm, sizeof(w->comm));
+	struct wire_info e = *w;
+
+	FUZZ_CHECK(w->n_records <= w->n_subscribers && w->n_records <= WIRE_INFO_MAX_SUBS);
+	FUZZ_CHECK(size == sizeof(*w) + (size_t)w->n_records * sizeof(*subs));
+	FUZZ_CHECK(w->n_records ? (const uint8_t *)subs == data + sizeof(*w) : subs == NULL);
+	FUZZ_CHECK(n < sizeof(w->comm));
+	for (i = 0; i < n; i++)
+		FUZZ_CHECK(w->comm[i] >= ' ' && w->comm[i] <= '~');
+	FUZZ_CHECK(w->policy == TFD_DROP_OLDEST || w->policy == TFD_BLOCK);
+	FUZZ_CHECK(w->pool_buffers_busy <= w->pool_buffers && w->pool_bytes_busy <= w->pool_bytes);
+	/* every field is carried or checked: it encodes back to the same bytes */
+	wire_hdr_init(&e.h, WIRE_INFO, (uint32_t)size);
+	memcpy(again, &e, sizeof(e));
+	if (w->n_records)
+		memcpy(again + sizeof(e), subs, size - sizeof(e));
+	FUZZ_CHECK(memcmp(again, data, size) == 0);
+}
+
 /* What a refusal may return: the decoder's own errors and the layout checks'. */
 static void check_error(int r, const char *err, size_t errlen)
 {
@@ -160,7 +190,10 @@ static void check_error(int r, const char *err, size_t errlen)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct wire_msg_info info;
+	const struct wire_info_sub *subs;
+	struct wire_info_request req;
 	struct wire_hello hello;
+	struct wire_info winfo;
 	const uint64_t *ids;
 	char err[256], reason[160];
 	uint32_t count;
@@ -195,6 +228,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       sizeof(err));
 		if (r == 0)
 			check_refuse(size, error, reason, sizeof(reason));
+		break;
+	case WIRE_INFO_REQUEST:
+		r = wire_decode_info_request(data, size, &req, err, sizeof(err));
+		if (r == 0)
+			check_info_request(data, size, &req);
+		break;
+	case WIRE_INFO:
+		r = wire_decode_info(data, size, &winfo, &subs, err, sizeof(err));
+		if (r == 0)
+			check_info(data, size, &winfo, subs);
 		break;
 	default:
 		FUZZ_CHECK(!"wire_check_header returned an unknown type");

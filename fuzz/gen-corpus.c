@@ -162,6 +162,56 @@ static struct tfd_layout layout(uint8_t code, uint8_t bits, int ndim, const int6
 
 static const int64_t s35[] = { 3, 5 }, s4[] = { 4 }, s22[] = { 2, 2 };
 
+static void info_request(struct pkt *p, uint32_t flags, uint32_t max_subscribers)
+{
+	struct wire_info_request w;
+
+	memset(&w, 0, sizeof(w));
+	w.flags = flags;
+	w.max_subscribers = max_subscribers;
+	p->len = 0;
+	put(p, &w, sizeof(w));
+	set_len(p, WIRE_INFO_REQUEST);
+}
+
+/* A publisher's answer with n subscriber records (of n_subs attached). */
+static void info(struct pkt *p, uint32_t n, uint32_t n_subs, const char *comm)
+{
+	struct wire_info w;
+	struct wire_info_sub s;
+	uint32_t i;
+
+	memset(&w, 0, sizeof(w));
+	w.pid = 4242;
+	w.flags = TFD_PUBLISHER_LATCHED;
+	w.depth = 16;
+	w.policy = TFD_DROP_OLDEST;
+	w.n_subscribers = n_subs;
+	w.n_records = n;
+	memcpy(w.comm, comm, strnlen(comm, sizeof(w.comm)));
+	w.uptime_ns = 12500000000ull;
+	w.published = 375;
+	w.dropped = 3;
+	w.attached_total = n_subs + 1;
+	w.pool_buffers = 4;
+	w.pool_bytes = 4 * 921600;
+	w.pool_buffers_busy = 1;
+	w.pool_bytes_busy = 921600;
+	p->len = 0;
+	put(p, &w, sizeof(w));
+	for (i = 0; i < n; i++) {
+		memset(&s, 0, sizeof(s));
+		s.pid = 5000 + (int32_t)i;
+		s.uid = 1000;
+		s.gid = 1000;
+		s.in_flight = 1;
+		s.delivered = 375;
+		s.dropped = i;
+		put(p, &s, sizeof(s));
+	}
+	set_len(p, WIRE_INFO);
+}
+
 static void one_tensor_msg(struct pkt *p, uint64_t seq)
 {
 	struct wire_newbuf nb = { .id = 1, .size = 4096, .kind = WIRE_BUF_MEMFD };
@@ -263,6 +313,20 @@ static void gen_wire(void)
 	refuse(&p, 9999, "no\x01such\xff" "errno");
 	write_file("wire", "refuse-odd", p.b, p.len);
 	gen_wire_cuda();
+	info_request(&p, 0, 1600);
+	write_file("wire", "info-request", p.b, p.len);
+	info_request(&p, 0x80, 0);
+	write_file("wire", "info-request-flags", p.b, p.len);
+	info(&p, 2, 2, "camera");
+	write_file("wire", "info-2-subscribers", p.b, p.len);
+	info(&p, 0, 0, "");
+	write_file("wire", "info-empty", p.b, p.len);
+	info(&p, 2, 1, "camera");
+	write_file("wire", "info-more-records-than-subscribers", p.b, p.len);
+	info(&p, 1, 1, "tab\there");
+	write_file("wire", "info-comm-control-byte", p.b, p.len);
+	info(&p, 1, 3, "camera");
+	write_file("wire", "info-truncated-record", p.b, p.len - 4);
 }
 
 /* --- layout, in fuzz-layout.c's encoding --- */

@@ -305,6 +305,28 @@ int tfd_message_cuda_record(struct tfd_message *msg, void *stream);
 int tfd_message_cuda_wait(const struct tfd_message *msg, void *stream);
 int tfd_cuda_host_register(struct tfd_buffer *buf);
 
+/*
+ * Introspection: ask a topic's publisher, over its socket, who it is and
+ * how it is doing. The asker is not a subscriber and is counted nowhere.
+ * The library allocates the struct; later versions may append fields.
+ */
+struct tfd_topic_info {
+	int32_t pid;			/* the publisher, as the kernel tells (SO_PEERCRED) */
+	uint32_t uid;
+	uint32_t gid;
+	unsigned int flags;		/* TFD_PUBLISHER_* it was made with */
+	char comm[16];			/* its command name, as it says */
+	unsigned int depth;		/* queue depth per subscriber */
+	enum tfd_drop_policy policy;
+	uint64_t uptime_ns;		/* since tfd_publisher_new() */
+	struct tfd_publisher_stats stats;
+	unsigned int n_subscribers;	/* entries in subscribers, at most stats.subscribers */
+	struct tfd_subscriber_info *subscribers;
+};
+
+int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_topic_info **ret);
+void tfd_topic_info_free(struct tfd_topic_info *info);
+
 /* Logging: the library prints nothing unless a callback is set. */
 enum tfd_log_level {
 	TFD_LOG_ERR = 3,

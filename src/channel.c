@@ -593,6 +593,11 @@ static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	case WIRE_REFUSE:
 		r = handle_refuse(ch, pkt);
 		break;
+	case WIRE_INFO_REQUEST:
+	case WIRE_INFO:
+		/* introspection happens before a channel exists, never on one */
+		r = ch_fail(ch, -EBADMSG, "introspection packet (type %d) on a channel", type);
+		break;
 	default:
 		r = handle_msg(ch, pkt, ret);
 		break;

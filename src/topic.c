@@ -11,6 +11,11 @@
  * carry the topic's sequence number, the same for every subscriber, so a
  * subscriber counts what was dropped for it from the gaps.
  *
+ * A connection is a subscriber unless its first packet asks for
+ * introspection (WIRE_INFO_REQUEST): then the publisher answers with its
+ * state in one packet and closes, without counting it anywhere. Until the
+ * first packet arrives a connection waits in a short pending table.
+ *
  * A subscriber connects when the publisher's socket appears, retrying
  * every ATTACH_RETRY_MS, and again after the publisher went away. Its fd
  * is an epoll set holding the channel's fd while attached and a timer
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -32,15 +38,23 @@
 #include "internal.h"
 #include "gpu.h"
 #include "pool.h"
+#include "wire.h"
 
 #define DEFAULT_DEPTH 16
 #define ATTACH_RETRY_MS 20
+#define PENDING_MAX 16		/* connections whose first packet has not come */
+#define PENDING_MS 1000		/* then they are taken for subscribers */
 
 struct peer {
 	struct tfd_channel *ch;
 	struct tfd_subscriber_info info;
 	struct tfd_message **q;		/* waiting for room, oldest first */
 	unsigned int q_head, q_len;
+};
+
+struct pending {
+	struct tfd_channel *ch;
+	uint64_t since;
 };
 
 struct tfd_publisher {
@@ -62,6 +76,9 @@ struct tfd_publisher {
 	uint64_t accept_paused_until;	/* out of fds: the listener rests */
 	uint64_t next_accept_look;	/* publish and loan look at most every ms */
 	pid_t owner;
+	uint64_t created;
+	struct pending pending[PENDING_MAX];
+	unsigned int n_pending;
 	struct tfd_message *latched;
 	struct tfd_publisher_stats stats;
 	char err[256];
@@ -278,6 +295,199 @@ nomem:
 	return -ENOMEM;
 }
 
+/* --- publisher: introspection and connections not yet classified --- */
+
+enum first { FIRST_NONE, FIRST_INFO, FIRST_OTHER };
+
+/* What the peer sent first, without taking it off the socket. */
+static enum first first_packet(struct tfd_channel *ch)
+{
+	struct wire_hdr h;
+	ssize_t n;
+
+	n = recv(channel_sockfd(ch), &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return FIRST_NONE;
+	/* anything but a well-formed request header is the channel's to judge */
+	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.type == WIRE_INFO_REQUEST)
+		return FIRST_INFO;
+	return FIRST_OTHER;
+}
+
+static void info_fill(const struct tfd_publisher *pub, struct wire_info *w, size_t n_records)
+{
+	struct tfd_publisher_stats st;
+	char comm[17] = "";
+	size_t i;
+
+	tfd_publisher_get_stats(pub, &st);
+	memset(w, 0, sizeof(*w));
+	wire_hdr_init(&w->h, WIRE_INFO,
+		      (uint32_t)(sizeof(*w) + n_records * sizeof(struct wire_info_sub)));
+	w->pid = (uint64_t)getpid();
+	w->flags = pub->flags;
+	w->depth = pub->depth;
+	w->policy = pub->policy;
+	w->n_subscribers = (uint32_t)pub->n_peers;
+	w->n_records = (uint32_t)n_records;
+	prctl(PR_GET_NAME, comm, 0, 0, 0);
+	for (i = 0; i < sizeof(w->comm) - 1 && comm[i]; i++)
+		w->comm[i] = comm[i] >= ' ' && comm[i] <= '~' ? comm[i] : '?';
+	w->uptime_ns = tfd_now_ns() - pub->created;
+	w->published = st.published;
+	w->copied_tensors = st.copied_tensors;
+	w->dropped = st.dropped;
+	w->attached_total = st.attached_total;
+	w->refused = st.refused;
+	w->pool_buffers = st.pool_buffers;
+	w->pool_bytes = st.pool_bytes;
+	w->pool_buffers_busy = st.pool_buffers_busy;
+	w->pool_bytes_busy = st.pool_bytes_busy;
+}
+
+/*
+ * Answer an introspection request and close. One non-blocking send of at
+ * most WIRE_MAX_PACKET bytes: an asker that does not read loses its answer,
+ * the publisher never waits for it.
+ */
+static void introspect(struct tfd_publisher *pub, struct tfd_channel *ch)
+{
+	struct ucred uc = { .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	struct wire_info_request req;
+	char in[sizeof(req)], err[256], reason[160];
+	struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
+	/* no room for control data: fds sent along are closed by the kernel */
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct tfd_subscriber_info si;
+	socklen_t len = sizeof(uc);
+	struct wire_info_sub *sub;
+	struct wire_info *w;
+	size_t n_rec, i;
+	ssize_t n;
+	int r;
+
+	n = recvmsg(channel_sockfd(ch), &mh, MSG_DONTWAIT);
+	if (n < 0)
+		goto out;
+	r = wire_check_header(in, (size_t)n, err, sizeof(err));
+	if (r >= 0 && (mh.msg_flags & MSG_TRUNC))
+		r = tfd_fail(err, sizeof(err), -EBADMSG, "oversized info request");
+	if (r >= 0)
+		r = wire_decode_info_request(in, (size_t)n, &req, err, sizeof(err));
+	if (r < 0) {
+		tfd_log(TFD_LOG_WARNING, "topic %s: bad introspection request: %s", pub->topic, err);
+		channel_refuse(ch, EPROTO, err);
+		goto out;
+	}
+	if (getsockopt(channel_sockfd(ch), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
+	    !creds_allowed(pub, channel_sockfd(ch), &uc)) {
+		snprintf(reason, sizeof(reason), "uid %u gid %u may not look at topic %s", uc.uid,
+			 uc.gid, pub->topic);
+		channel_refuse(ch, EACCES, reason);
+		pub->stats.refused++;
+		tfd_log(TFD_LOG_WARNING, "topic %s: refused introspection by pid %d: %s",
+			pub->topic, uc.pid, reason);
+		goto out;
+	}
+	n_rec = pub->n_peers < req.max_subscribers ? pub->n_peers : req.max_subscribers;
+	if (n_rec > WIRE_INFO_MAX_SUBS)
+		n_rec = WIRE_INFO_MAX_SUBS;
+	w = malloc(sizeof(*w) + n_rec * sizeof(*sub));
+	if (!w)
+		goto out;
+	info_fill(pub, w, n_rec);
+	sub = (struct wire_info_sub *)(w + 1);
+	for (i = 0; i < n_rec; i++) {
+		tfd_publisher_get_subscriber(pub, (unsigned int)i, &si);
+		sub[i] = (struct wire_info_sub){ .pid = si.pid, .uid = si.uid, .gid = si.gid,
+						 .queued = si.queued, .in_flight = si.in_flight,
+						 .delivered = si.delivered, .dropped = si.dropped };
+	}
+	if (send(channel_sockfd(ch), w, w->h.len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		tfd_log(TFD_LOG_DEBUG, "topic %s: introspection by pid %d: %s", pub->topic, uc.pid,
+			strerror(errno));
+	free(w);
+out:
+	tfd_channel_unref(ch);
+}
+
+static void pending_del(struct tfd_publisher *pub, unsigned int i)
+{
+	if (pub->owner == getpid())
+		epoll_ctl(pub->epfd, EPOLL_CTL_DEL, channel_sockfd(pub->pending[i].ch), NULL);
+	pub->pending[i] = pub->pending[--pub->n_pending];
+}
+
+static int pending_add(struct tfd_publisher *pub, struct tfd_channel *ch)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct tfd_channel *oldest;
+	unsigned int i, o = 0;
+	int n = 0;
+
+	if (pub->n_pending == PENDING_MAX) {
+		/* full: the one waiting longest is served as a subscriber now */
+		for (i = 1; i < pub->n_pending; i++)
+			if (pub->pending[i].since < pub->pending[o].since)
+				o = i;
+		oldest = pub->pending[o].ch;
+		pending_del(pub, o);
+		n = peer_add(pub, oldest);
+		if (n < 0) {
+			tfd_channel_unref(ch);
+			return n;
+		}
+	}
+	if (epoll_ctl(pub->epfd, EPOLL_CTL_ADD, channel_sockfd(ch), &ev) < 0)
+		return peer_add(pub, ch);
+	pub->pending[pub->n_pending++] = (struct pending){ .ch = ch, .since = tfd_now_ns() };
+	return n;
+}
+
+/* A new connection: a subscriber, an introspector, or not known yet. > 0: handled. */
+static int serve_new(struct tfd_publisher *pub, struct tfd_channel *ch)
+{
+	switch (first_packet(ch)) {
+	case FIRST_INFO:
+		introspect(pub, ch);
+		return 1;
+	case FIRST_NONE:
+		return pending_add(pub, ch);
+	default:
+		return peer_add(pub, ch);
+	}
+}
+
+static int pending_process(struct tfd_publisher *pub)
+{
+	uint64_t now = tfd_now_ns();
+	struct tfd_channel *ch;
+	enum first f;
+	unsigned int i;
+	int n = 0, r;
+
+	for (i = 0; i < pub->n_pending;) {
+		ch = pub->pending[i].ch;
+		f = first_packet(ch);
+		if (f == FIRST_NONE && now - pub->pending[i].since < PENDING_MS * 1000000ull) {
+			i++;
+			continue;
+		}
+		pending_del(pub, i);
+		if (f == FIRST_INFO) {
+			introspect(pub, ch);
+			n++;
+			continue;
+		}
+		/* a peer that says nothing for long is served like before introspection */
+		r = peer_add(pub, ch);
+		if (r < 0)
+			return r;
+		n += r;
+	}
+	return n;
+}
+
 #define ACCEPT_PAUSE_MS 100
 
 /*
@@ -339,8 +549,13 @@ static int pub_process(struct tfd_publisher *pub, bool from_dispatch)
 			break;
 		}
 		/* one subscriber that cannot be added does not stop the others */
-		if (peer_add(pub, ch) > 0)
+		if (serve_new(pub, ch) > 0)
 			n++;
+	}
+	if (pub->n_pending) {
+		r = pending_process(pub);
+		if (r > 0)
+			n += r;
 	}
 	for (i = 0; i < pub->n_peers;) {
 		struct peer *p = pub->peers[i];
@@ -376,6 +591,9 @@ static int pub_wait(struct tfd_publisher *pub, int timeout_ms)
 	/* a resting listener is looked at again when its pause ends */
 	if (pub->accept_paused_until && (timeout_ms < 0 || timeout_ms > ACCEPT_PAUSE_MS))
 		timeout_ms = ACCEPT_PAUSE_MS;
+	/* and a pending connection when it has waited long enough */
+	if (pub->n_pending && (timeout_ms < 0 || timeout_ms > PENDING_MS))
+		timeout_ms = PENDING_MS;
 	r = epoll_wait(pub->epfd, ev, 16, timeout_ms);
 	if (r < 0 && errno != EINTR)
 		return -errno;
@@ -445,6 +663,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 		return -ENOMEM;
 	pub->refs = 1;
 	pub->owner = getpid();
+	pub->created = tfd_now_ns();
 	pub->flags = flags;
 	pub->epfd = -1;
 	pub->depth = DEFAULT_DEPTH;
@@ -493,6 +712,12 @@ TFD_EXPORT struct tfd_publisher *tfd_publisher_unref(struct tfd_publisher *pub)
 		return NULL;
 	/* first the listener, so no subscriber re-attaches to a dying publisher */
 	pub->listener = tfd_listener_unref(pub->listener);
+	while (pub->n_pending) {
+		struct tfd_channel *ch = pub->pending[0].ch;
+
+		pending_del(pub, 0);
+		tfd_channel_unref(ch);
+	}
 	while (pub->n_peers)
 		peer_remove(pub, pub->n_peers - 1, -ESHUTDOWN);
 	free(pub->peers);

@@ -56,6 +56,8 @@ int wire_check_header(const void *pkt, size_t len, char *err, size_t errlen)
 	case WIRE_RELEASE:
 	case WIRE_FORGET:
 	case WIRE_REFUSE:
+	case WIRE_INFO_REQUEST:
+	case WIRE_INFO:
 		return h.type;
 	default:
 		return BAD("unknown packet type %u", h.type);
@@ -262,5 +264,46 @@ int wire_decode_msg(const void *pkt, size_t len, struct wire_msg_info *out, char
 			   (size_t)(end - p), w.user_len);
 	out->user = w.user_len ? p : NULL;
 	out->user_len = w.user_len;
+	return 0;
+}
+
+int wire_decode_info_request(const void *pkt, size_t len, struct wire_info_request *out,
+			      char *err, size_t errlen)
+{
+	if (len != sizeof(*out))
+		return BAD("info request of %zu bytes, expected %zu", len, sizeof(*out));
+	memcpy(out, pkt, sizeof(*out));
+	if (out->flags)
+		return BAD("info request with unknown flags 0x%x", out->flags);
+	return 0;
+}
+
+int wire_decode_info(const void *pkt, size_t len, struct wire_info *out,
+		     const struct wire_info_sub **subs, char *err, size_t errlen)
+{
+	struct wire_info w;
+	size_t i, n;
+
+	if (len < sizeof(w))
+		return BAD("info of %zu bytes is shorter than its header", len);
+	memcpy(&w, pkt, sizeof(w));
+	if (w.pad)
+		return BAD("info padding is not zero");
+	if (w.policy != TFD_DROP_OLDEST && w.policy != TFD_BLOCK)
+		return BAD("info names an unknown drop policy %u", w.policy);
+	if (w.n_records > w.n_subscribers || w.n_records > WIRE_INFO_MAX_SUBS)
+		return BAD("info claims %u records of %u subscribers", w.n_records, w.n_subscribers);
+	if (len != sizeof(w) + (size_t)w.n_records * sizeof(struct wire_info_sub))
+		return BAD("info claims %u records in %zu bytes", w.n_records, len);
+	n = strnlen(w.comm, sizeof(w.comm));
+	if (n == sizeof(w.comm))
+		return BAD("info command name is not terminated");
+	for (i = 0; i < sizeof(w.comm); i++)
+		if (i < n ? w.comm[i] < ' ' || w.comm[i] > '~' : w.comm[i] != 0)
+			return BAD("info command name holds a byte 0x%02x", (unsigned char)w.comm[i]);
+	if (w.pool_buffers_busy > w.pool_buffers || w.pool_bytes_busy > w.pool_bytes)
+		return BAD("info claims more of the pool in use than there is");
+	*out = w;
+	*subs = w.n_records ? (const struct wire_info_sub *)((const char *)pkt + sizeof(w)) : NULL;
 	return 0;
 }

@@ -23,6 +23,8 @@ enum wire_type {
 	WIRE_RELEASE = 3,	/* receiver -> sender: these messages are done */
 	WIRE_FORGET = 4,	/* sender -> receiver: these buffers will not be named again */
 	WIRE_REFUSE = 5,	/* either way, then close: why the peer is not served */
+	WIRE_INFO_REQUEST = 6,	/* introspector -> publisher, instead of a hello */
+	WIRE_INFO = 7,		/* publisher -> introspector, then close: the topic's state */
 };
 
 struct wire_hdr {
@@ -124,6 +126,59 @@ struct wire_refuse {
 	/* then reason_len bytes of text, no NUL */
 };
 
+/*
+ * Introspection. A client that only wants to look at a topic connects and
+ * sends WIRE_INFO_REQUEST as its first packet; the publisher, which sees
+ * that packet before it takes the connection for a subscriber, answers
+ * with its hello and one WIRE_INFO (or a WIRE_REFUSE) and closes. The
+ * answer is one packet, so it is bounded by WIRE_MAX_PACKET: at most
+ * WIRE_INFO_MAX_SUBS subscriber records, n_subscribers says how many exist.
+ */
+struct wire_info_request {
+	struct wire_hdr h;
+	uint32_t flags;			/* zero */
+	uint32_t max_subscribers;	/* records the asker wants, 0: none */
+};
+
+struct wire_info {
+	struct wire_hdr h;
+	uint64_t pid;			/* the publisher's own view */
+	uint32_t flags;			/* TFD_PUBLISHER_* */
+	uint32_t depth;
+	uint32_t policy;		/* enum tfd_drop_policy */
+	uint32_t n_subscribers;		/* attached now */
+	uint32_t n_records;		/* struct wire_info_sub that follow */
+	uint32_t pad;			/* zero */
+	char comm[16];			/* printable, NUL-terminated, zero-padded */
+	uint64_t uptime_ns;		/* since the publisher was made */
+	uint64_t published;
+	uint64_t copied_tensors;
+	uint64_t dropped;
+	uint64_t attached_total;
+	uint64_t refused;
+	uint64_t pool_buffers;
+	uint64_t pool_bytes;
+	uint64_t pool_buffers_busy;
+	uint64_t pool_bytes_busy;
+	/* then n_records struct wire_info_sub */
+};
+
+struct wire_info_sub {
+	int32_t pid;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t queued;
+	uint64_t in_flight;
+	uint64_t delivered;
+	uint64_t dropped;
+};
+
+_Static_assert(sizeof(struct wire_info_request) == 24, "wire_info_request");
+_Static_assert(sizeof(struct wire_info) == 144, "wire_info");
+_Static_assert(sizeof(struct wire_info_sub) == 40, "wire_info_sub");
+
+#define WIRE_INFO_MAX_SUBS ((WIRE_MAX_PACKET - sizeof(struct wire_info)) / sizeof(struct wire_info_sub))
+
 _Static_assert(sizeof(struct wire_hdr) == 16, "wire_hdr");
 _Static_assert(sizeof(struct wire_refuse) == 24, "wire_refuse");
 _Static_assert(sizeof(struct wire_hello) == 32, "wire_hello");
@@ -166,6 +221,12 @@ int wire_decode_refuse(const void *pkt, size_t len, int *error, char *reason, si
 		       char *err, size_t errlen);
 int wire_decode_ids(const void *pkt, size_t len, const uint64_t **ids, uint32_t *count,
 		    char *err, size_t errlen);
+
+int wire_decode_info_request(const void *pkt, size_t len, struct wire_info_request *out,
+			      char *err, size_t errlen);
+/* The records stay in pkt: *subs points at n_records of them, maybe unaligned. */
+int wire_decode_info(const void *pkt, size_t len, struct wire_info *out,
+		     const struct wire_info_sub **subs, char *err, size_t errlen);
 
 void wire_hdr_init(struct wire_hdr *h, uint16_t type, uint32_t len);
 size_t wire_tensor_size(int ndim, size_t name_len);

@@ -8,12 +8,14 @@
  * no mapping is left behind, and the object is still usable (the same call
  * succeeds once the fault is gone) or has ended cleanly.
  *
- * Last, RLIMIT_NOFILE exhaustion for real: what a receiver does when the
- * kernel cannot install the fds a message brings.
+ * Then RLIMIT_NOFILE exhaustion for real: what a receiver does when the
+ * kernel cannot install the fds a message brings. Last, introspection with
+ * failing calls on either side.
  */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -631,6 +633,64 @@ static void test_nofile(const char *backend)
 	unsetenv("TENSORFD_NOTIFY");
 }
 
+/*
+ * Introspection with failing calls: the asker's recvmsg fails (the error
+ * comes back, nothing leaks), and a publisher whose hello to the asker
+ * fails drops that connection and answers the next one.
+ */
+static void test_introspect(void)
+{
+	char dir[] = "/tmp/tfd-fault-XXXXXX";
+	struct tfd_topic_info *info = NULL;
+	struct tfd_publisher *pub;
+	int ctl[2], r, fds;
+	pid_t pid;
+
+	fds = count_fds();
+	if (!mkdtemp(dir) || pipe2(ctl, O_CLOEXEC) < 0) {
+		skip("introspection faults: no runtime directory or pipe");
+		return;
+	}
+	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
+	pid = fork();
+	if (pid == 0) {
+		close(ctl[1]);
+		if (tfd_publisher_new("fault/info", 0, &pub) < 0)
+			_exit(1);
+		/* the first connection's hello fails to go out */
+		arm(FAULT_SENDMSG, 0, 1, ENOBUFS);
+		for (;;) {
+			struct pollfd pfd[2] = { { tfd_publisher_get_fd(pub), POLLIN, 0 },
+						 { ctl[0], POLLIN, 0 } };
+
+			poll(pfd, 2, 100);
+			if (pfd[1].revents)
+				break;
+			tfd_publisher_dispatch(pub, 0);
+		}
+		tfd_publisher_unref(pub);
+		_exit(fault.failed == 1 ? 0 : 2);
+	}
+	close(ctl[0]);
+	while (tfd_topic_query("fault/info", 2000, &info) == -ENOENT)
+		usleep(10000);
+	ok(info == NULL, "a publisher whose hello fails drops the asker (%s)", tfd_last_error());
+	tfd_topic_info_free(info);
+	info = NULL;
+	arm(FAULT_RECVMSG, 0, 1, EIO);
+	r = tfd_topic_query("fault/info", 2000, &info);
+	disarm();
+	ok(r == -EIO && !info, "the asker's recvmsg fails: -EIO (%d)", r);
+	r = tfd_topic_query("fault/info", 2000, &info);
+	ok(r == 0 && info && info->stats.subscribers == 0,
+	   "then both answer again, nobody counted as a subscriber");
+	tfd_topic_info_free(info);
+	close(ctl[1]);
+	ok(wait_child(pid) == 0, "the publisher saw its one failure and exits cleanly");
+	ok(count_fds() == fds, "no fd left in the asker");
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	struct tfd_channel *a, *b;
@@ -663,5 +723,6 @@ int main(void)
 	else
 		skip("RLIMIT_NOFILE with io_uring: io_uring is not available here");
 	test_nofile("poll");
+	test_introspect();
 	return done_testing();
 }

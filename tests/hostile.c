@@ -710,6 +710,33 @@ static void type_unknown(struct forge *f)
 	forge_layout(f)->type = 99;
 }
 
+/* Introspection packets belong before a channel exists, never on one. */
+static void info_request_on_channel(struct forge *f)
+{
+	struct wire_info_request w = { .max_subscribers = 1 };
+
+	wire_hdr_init(&w.h, WIRE_INFO_REQUEST, sizeof(w));
+	memcpy(f->pkt, &w, sizeof(w));
+	f->len = sizeof(w);
+	forge_close_fds(f);
+}
+
+static void info_answer_on_channel(struct forge *f)
+{
+	struct wire_info w = { .n_subscribers = 0 };
+
+	wire_hdr_init(&w.h, WIRE_INFO, sizeof(w));
+	memcpy(f->pkt, &w, sizeof(w));
+	f->len = sizeof(w);
+	forge_close_fds(f);
+}
+
+static void info_request_instead_of_hello(struct forge *f)
+{
+	info_request_on_channel(f);
+	f->no_hello = true;
+}
+
 static void release_with_fd(struct forge *f)
 {
 	const uint64_t id = 1;
@@ -795,6 +822,9 @@ static const struct rx_case rx_cases[] = {
 	{ "a HELLO accepting 1024-byte packets", -EBADMSG, hello_small_packets },
 	{ "a second HELLO", -EBADMSG, hello_twice },
 	{ "an unknown packet type", -EBADMSG, type_unknown },
+	{ "an INFO_REQUEST on an open channel", -EBADMSG, info_request_on_channel },
+	{ "an INFO answer on an open channel", -EBADMSG, info_answer_on_channel },
+	{ "an INFO_REQUEST instead of a HELLO", -EPROTO, info_request_instead_of_hello },
 	{ "a RELEASE carrying an fd", -EBADMSG, release_with_fd },
 	{ "a FORGET of a buffer never sent", -EBADMSG, forget_unknown },
 	{ "a peer that hangs up", -ECONNRESET, hang_up },

@@ -1,8 +1,10 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Every man page passes "mandoc -T lint" without a message; an alias page
+# Every man page (man1 tools, man3 functions, man7) passes "mandoc -T lint"
+# without a message; an alias page
 # (".so man3/other.3") points at a page that exists; and man/Makemodule.am
-# installs exactly the pages that are there.
+# installs exactly the pages that are there; every tool of tools/Makemodule.am has
+# its section 1 page.
 #
 # The level is -W style, which is what plain "mandoc -T lint" reports: it
 # includes every warning and error, and also catches trailing whitespace,
@@ -21,7 +23,11 @@ if [ -z "$pages" ]; then
 	exit 1
 fi
 set -- $pages
-echo "1..$(($# + 1))"
+# the installed tools of tools/Makemodule.am: each has a section 1 page
+tools=$(sed -n -e '/^CLI_TOOLS =/,/^$/p' "$srcdir/tools/Makemodule.am" 2>/dev/null |
+	tr ' \t\\' '\n\n\n' | sed -n -e 's/^tools\/\(tensorfd-[a-z-]*\)$/\1/p')
+n_tools=$(echo $tools | wc -w)
+echo "1..$(($# + 1 + n_tools))"
 
 n=0
 fail=0
@@ -67,5 +73,15 @@ else
 	echo "not ok $n - man/Makemodule.am and the pages on disk differ (< listed, > on disk)"
 	fail=1
 fi
+
+for tool in $tools; do
+	n=$((n + 1))
+	if [ -f "$srcdir/man/man1/$tool.1" ]; then
+		echo "ok $n - $tool has a man page in section 1"
+	else
+		echo "not ok $n - $tool is installed but man/man1/$tool.1 is missing"
+		fail=1
+	fi
+done
 
 exit $fail

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The asking side of introspection: connect to a topic's socket, send
+ * WIRE_INFO_REQUEST before anything else, read the publisher's hello and
+ * its one WIRE_INFO (or refusal), close. The publisher's packets are
+ * checked like any peer's, and fds it sends along are closed at once.
+ * The publisher's side is in topic.c.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "wire.h"
+
+#define QUERY_CMSG_FDS 16
+
+static void close_cmsg_fds(struct msghdr *mh)
+{
+	struct cmsghdr *c;
+	size_t i, n;
+	int fd;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < n; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			close(fd);
+		}
+	}
+}
+
+/* One packet: its length, 0 at the end of the stream, or a negative errno. */
+static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * QUERY_CMSG_FDS)] __attribute__((aligned(8)));
+	struct iovec iov = { .iov_base = buf, .iov_len = cap };
+	struct msghdr mh;
+	struct pollfd pfd;
+	uint64_t now;
+	ssize_t n;
+	int ms;
+
+	for (;;) {
+		mh = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+				      .msg_controllen = sizeof(cbuf) };
+		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n >= 0) {
+			bool had_fds = mh.msg_controllen > 0;
+
+			close_cmsg_fds(&mh);
+			if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || had_fds)
+				return tfd_fail(NULL, 0, -EBADMSG,
+						"publisher sent an oversized packet or fds");
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		now = tfd_now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		ms = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
+		pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int connect_topic(const char *topic, const char *path)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int fd, r;
+
+	r = unix_address(path, &sa, &len);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, len) == 0)
+		return fd;
+	r = -errno;
+	close(fd);
+	switch (r) {
+	case -ENOENT:
+		return tfd_fail(NULL, 0, r, "no topic %s (no socket %s)", topic, path);
+	case -ECONNREFUSED:
+		return tfd_fail(NULL, 0, r, "the publisher of %s is gone (stale socket %s)", topic,
+				path);
+	case -EACCES:
+	case -EPERM:
+		return tfd_fail(NULL, 0, -EACCES, "permission denied on %s", path);
+	case -EAGAIN:
+		return tfd_fail(NULL, 0, r, "the publisher of %s does not accept connections now",
+				topic);
+	default:
+		return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
+	}
+}
+
+static int info_build(const struct wire_info *w, const struct wire_info_sub *subs,
+		      const struct ucred *uc, struct tfd_topic_info **ret)
+{
+	struct tfd_topic_info *info;
+	struct wire_info_sub s;
+	unsigned int i;
+
+	info = calloc(1, sizeof(*info));
+	if (!info)
+		return -ENOMEM;
+	if (w->n_records) {
+		info->subscribers = calloc(w->n_records, sizeof(*info->subscribers));
+		if (!info->subscribers) {
+			free(info);
+			return -ENOMEM;
+		}
+	}
+	info->pid = uc->pid;
+	info->uid = uc->uid;
+	info->gid = uc->gid;
+	info->flags = w->flags;
+	memcpy(info->comm, w->comm, sizeof(info->comm));
+	info->depth = w->depth;
+	info->policy = (enum tfd_drop_policy)w->policy;
+	info->uptime_ns = w->uptime_ns;
+	info->stats = (struct tfd_publisher_stats){
+		.published = w->published,
+		.copied_tensors = w->copied_tensors,
+		.dropped = w->dropped,
+		.subscribers = w->n_subscribers,
+		.attached_total = w->attached_total,
+		.refused = w->refused,
+		.pool_buffers = w->pool_buffers,
+		.pool_bytes = w->pool_bytes,
+		.pool_buffers_busy = w->pool_buffers_busy,
+		.pool_bytes_busy = w->pool_bytes_busy,
+	};
+	info->n_subscribers = w->n_records;
+	for (i = 0; i < w->n_records; i++) {
+		memcpy(&s, &subs[i], sizeof(s));
+		info->subscribers[i] = (struct tfd_subscriber_info){
+			.pid = s.pid, .uid = s.uid, .gid = s.gid, .queued = s.queued,
+			.in_flight = s.in_flight, .delivered = s.delivered, .dropped = s.dropped,
+		};
+	}
+	*ret = info;
+	return 0;
+}
+
+/* Read the hello, then the answer. */
+static int converse(int fd, const char *topic, uint64_t deadline, char *buf,
+		    const struct ucred *uc, struct tfd_topic_info **ret)
+{
+	const struct wire_info_sub *subs;
+	struct wire_hello hello;
+	struct wire_info w;
+	char err[256], reason[160];
+	bool got_hello = false;
+	int type, error, r;
+	ssize_t n;
+
+	for (;;) {
+		n = recv_pkt(fd, buf, WIRE_MAX_PACKET, deadline);
+		if (n == -ETIMEDOUT)
+			return tfd_fail(NULL, 0, -ETIMEDOUT, "the publisher of %s did not answer",
+					topic);
+		if (n == 0 || n == -ECONNRESET)
+			return tfd_fail(NULL, 0, got_hello ? -EPROTONOSUPPORT : -ECONNRESET,
+					got_hello ? "the publisher of %s closed without answering (a tensorfd without introspection?)"
+						  : "the publisher of %s closed the connection",
+					topic);
+		if (n < 0)
+			return n;
+		type = wire_check_header(buf, (size_t)n, err, sizeof(err));
+		if (type < 0)
+			return tfd_fail(NULL, 0, type, "publisher of %s: %s", topic, err);
+		if (!got_hello) {
+			if (type != WIRE_HELLO)
+				return tfd_fail(NULL, 0, -EPROTO,
+						"publisher of %s did not start with a hello", topic);
+			r = wire_decode_hello(buf, (size_t)n, &hello, err, sizeof(err));
+			if (r < 0)
+				return tfd_fail(NULL, 0, r, "publisher of %s: %s", topic, err);
+			got_hello = true;
+			continue;
+		}
+		switch (type) {
+		case WIRE_REFUSE:
+			r = wire_decode_refuse(buf, (size_t)n, &error, reason, sizeof(reason), err,
+					       sizeof(err));
+			if (r < 0)
+				return tfd_fail(NULL, 0, r, "publisher of %s: %s", topic, err);
+			return tfd_fail(NULL, 0, -error, "the publisher of %s refused: %s", topic,
+					reason);
+		case WIRE_INFO:
+			r = wire_decode_info(buf, (size_t)n, &w, &subs, err, sizeof(err));
+			if (r < 0)
+				return tfd_fail(NULL, 0, r, "publisher of %s: %s", topic, err);
+			return info_build(&w, subs, uc, ret);
+		case WIRE_MSG:
+			return tfd_fail(NULL, 0, -EPROTONOSUPPORT,
+					"the publisher of %s took us for a subscriber (a tensorfd without introspection?)",
+					topic);
+		default:
+			return tfd_fail(NULL, 0, -EBADMSG, "publisher of %s sent packet type %d",
+					topic, type);
+		}
+	}
+}
+
+TFD_EXPORT int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_topic_info **ret)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct ucred uc = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t len = sizeof(uc);
+	struct wire_info_request req;
+	uint64_t deadline;
+	char *buf;
+	int fd, r;
+
+	if (!ret || timeout_ms < -1)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_topic_query");
+	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	r = tfd_topic_path(topic, path, sizeof(path));
+	if (r < 0)
+		return r;
+	fd = connect_topic(topic, path);
+	if (fd < 0)
+		return fd;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len);
+	memset(&req, 0, sizeof(req));
+	wire_hdr_init(&req.h, WIRE_INFO_REQUEST, sizeof(req));
+	req.max_subscribers = WIRE_INFO_MAX_SUBS;
+	buf = malloc(WIRE_MAX_PACKET);
+	if (!buf) {
+		r = -ENOMEM;
+	} else if (send(fd, &req, sizeof(req), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		r = tfd_fail(NULL, 0, -ECONNRESET, "the publisher of %s is gone: %s", topic,
+			     strerror(errno));
+	} else {
+		r = converse(fd, topic, deadline, buf, &uc, ret);
+	}
+	free(buf);
+	close(fd);
+	return r;
+}
+
+TFD_EXPORT void tfd_topic_info_free(struct tfd_topic_info *info)
+{
+	if (!info)
+		return;
+	free(info->subscribers);
+	free(info);
+}

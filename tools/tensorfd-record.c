@@ -1,0 +1,194 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tensorfd-record: subscribe to topics and write every message, with its
+ * arrival time, to a record file (safetensors documents, see recfile.h)
+ * that tensorfd-play replays.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cliutil.h"
+#include "recfile.h"
+#include "toolutil.h"
+
+const char *prog = "tensorfd-record";
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: %s -o FILE [--count N] [--duration S] [--wait] [--verbose] TOPIC...\n"
+		   "Record the messages of the topics to FILE for tensorfd-play.\n"
+		   "  -o, --output FILE   the record file (replaced)\n"
+		   "  -n, --count N       stop after N messages, all topics together\n"
+		   "  -d, --duration S    stop after S seconds\n"
+		   "  -w, --wait          wait for topics to appear and outlive publisher restarts\n"
+		   "  -v, --verbose       say how much was recorded, how fast\n"
+		   "  -h, --help          this text\n"
+		   "Exit: 0 done or interrupted, 2 usage, 3 no such topic, 4 permission denied,\n"
+		   "6 every publisher went away, 1 other errors (writing the file).\n",
+		prog);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "output", required_argument, NULL, 'o' },
+		{ "count", required_argument, NULL, 'n' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "wait", no_argument, NULL, 'w' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct tfd_subscriber *subs[REC_MAX_TOPICS] = { NULL };
+	bool ready[REC_MAX_TOPICS], wait = false, verbose = false;
+	uint64_t count = 0, got = 0, bytes = 0, b, start, end = UINT64_MAX, now;
+	const char *out = NULL, *topics[REC_MAX_TOPICS];
+	unsigned int n = 0, n_live = 0, i;
+	struct tfd_message *m;
+	int c, r, fd, rc = EXIT_OK;
+	double secs;
+	char sz[32], sz2[32];
+
+	while ((c = getopt_long(argc, argv, "o:n:d:wvh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			out = optarg;
+			break;
+		case 'n':
+			if (parse_uint(optarg, &count) < 0 || count == 0) {
+				fprintf(stderr, "%s: bad count '%s'\n", prog, optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 'd':
+			if (parse_double(optarg, &secs) < 0 || secs <= 0) {
+				fprintf(stderr, "%s: bad duration '%s'\n", prog, optarg);
+				return EXIT_USAGE;
+			}
+			end = (uint64_t)(secs * 1e9);
+			break;
+		case 'w':
+			wait = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (!out || optind == argc || argc - optind > REC_MAX_TOPICS) {
+		if (argc - optind > REC_MAX_TOPICS)
+			fprintf(stderr, "%s: at most %d topics\n", prog, REC_MAX_TOPICS);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (i = 0; optind + (int)i < argc; i++) {
+		topics[i] = argv[optind + (int)i];
+		if (tfd_topic_path(topics[i], (char[PATH_MAX]){ 0 }, PATH_MAX) < 0) {
+			fprintf(stderr, "%s: %s\n", prog, tfd_last_error());
+			return EXIT_USAGE;
+		}
+		r = topic_probe(topics[i], wait);
+		if (r)
+			return r;
+	}
+	n = i;
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, out, strerror(errno));
+		return EXIT_FAIL;
+	}
+	r = rec_write_start(fd, topics, n);
+	if (r < 0) {
+		fprintf(stderr, "%s: writing %s: %s\n", prog, out, strerror(-r));
+		close(fd);
+		return EXIT_FAIL;
+	}
+	catch_signals();
+	n_live = n;
+	for (i = 0; i < n; i++) {
+		r = tfd_subscriber_new(topics[i], 0, &subs[i]);
+		if (r < 0) {
+			rc = report(r, "subscribing to %s", topics[i]);
+			goto out;
+		}
+	}
+	start = now_ns();
+	if (end != UINT64_MAX)
+		end += start;
+	while (!stop_requested && n_live && (!count || got < count) && (now = now_ns()) < end) {
+		r = tfd_subscriber_wait(subs, n_live, end == UINT64_MAX ? 200 : (int)((end - now) / 1000000 + 1), ready);
+		if (r == -ETIMEDOUT || r == -EAGAIN || r == -EINTR)
+			continue;
+		if (r < 0) {
+			rc = report(r, "waiting for messages");
+			break;
+		}
+		for (i = 0; i < n_live && rc == EXIT_OK && (!count || got < count); i++) {
+			if (!ready[i])
+				continue;
+			r = tfd_subscriber_recv(subs[i], 0, &m);
+			if (r == -EAGAIN || r == -EINTR || r == -ETIMEDOUT)
+				continue;
+			if (r == -ECONNRESET && wait)
+				continue;
+			if (r == -ECONNRESET) {
+				/* what it sent is recorded; the other topics go on */
+				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
+					tfd_subscriber_strerror(subs[i]));
+				tfd_subscriber_unref(subs[i]);
+				n_live--;
+				subs[i] = subs[n_live];
+				topics[i] = topics[n_live];
+				ready[i] = ready[n_live];
+				subs[n_live] = NULL;
+				i--;
+				continue;
+			}
+			if (r < 0) {
+				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
+					tfd_subscriber_strerror(subs[i]));
+				rc = exit_code_of(r);
+				break;
+			}
+			r = rec_write_msg(fd, topics[i], now_ns() - start, m, &b);
+			tfd_message_unref(m);
+			if (r < 0) {
+				fprintf(stderr, "%s: writing %s: %s\n", prog, out, strerror(-r));
+				rc = EXIT_FAIL;
+				break;
+			}
+			got++;
+			bytes += b;
+		}
+		if (rc != EXIT_OK)
+			break;
+	}
+	/* every publisher left before the count or duration was reached */
+	if (rc == EXIT_OK && !n_live)
+		rc = EXIT_GONE;
+	if (verbose) {
+		secs = (now_ns() - start) / 1e9;
+		fprintf(stderr, "%s: %llu messages, %s of tensors in %.3f s (%s/s)\n", prog,
+			(unsigned long long)got, fmt_bytes(sz, sizeof(sz), (double)bytes), secs,
+			fmt_bytes(sz2, sizeof(sz2), secs > 0 ? bytes / secs : 0));
+	}
+out:
+	for (i = 0; i < n; i++)
+		tfd_subscriber_unref(subs[i]);
+	if (close(fd) < 0 && rc == EXIT_OK) {
+		fprintf(stderr, "%s: closing %s: %s\n", prog, out, strerror(errno));
+		rc = EXIT_FAIL;
+	}
+	return rc;
+}
