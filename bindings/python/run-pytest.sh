@@ -29,7 +29,7 @@ rt=$(mktemp -d "${TMPDIR:-/tmp}/tfd-py.XXXXXX")
 trap 'rm -rf "$rt"' EXIT
 PYTHONPATH=$out/stage${PYTHONPATH:+:$PYTHONPATH} PYTHONDONTWRITEBYTECODE=1 \
 	TFD_TAP_FILE=$tap TENSORFD_RUNTIME_DIR=$rt \
-	timeout 900 "$python" -m pytest -p no:cacheprovider -q -rs "$src/tests" >"$log" 2>&1
+	timeout 900 "$python" -m pytest -p no:cacheprovider -q -rs --rootdir "$src/tests" "$src/tests" >"$log" 2>&1
 rc=$?
 sed 's/^/# /' "$log"
 n=0

@@ -1620,7 +1620,7 @@ static PyObject *message_getattro(MessageObject *self, PyObject *name)
 {
 	PyObject *v = PyObject_GenericGetAttr((PyObject *)self, name);
 
-	if (v || !PyErr_ExceptionMatches(PyExc_AttributeError) || !self->msg)
+	if (v || !PyErr_ExceptionMatches(PyExc_AttributeError))
 		return v;
 	PyErr_Clear();
 	v = message_lookup(self, name, self->kind, -1);
