@@ -1221,8 +1221,7 @@ static PyObject *publisher_send(PublisherObject *self, PyObject *args, PyObject 
 	if (r >= 0)
 		r = tfd_publisher_publish(self->pub, msg);
 	if (r < 0) {
-		raise_errno(r, tfd_publisher_strerror(self->pub)[0] ? tfd_publisher_strerror(self->pub)
-								  : tfd_last_error());
+		raise_tfd(r);
 		goto out;
 	}
 	ret = PyLong_FromUnsignedLongLong(tfd_message_seq(msg));
@@ -1245,8 +1244,10 @@ static PyObject *publisher_dispatch(PublisherObject *self, PyObject *args, PyObj
 	uint64_t deadline;
 	int ms, r, w;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &to) || pub_check(self) < 0 ||
-	    parse_timeout(to ? to : PyLong_FromLong(0), &ms) < 0)
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &to) || pub_check(self) < 0)
+		return NULL;
+	ms = 0;
+	if (to && parse_timeout(to, &ms) < 0)
 		return NULL;
 	deadline = ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)ms;
 	for (;;) {
@@ -1699,13 +1700,16 @@ static PyObject *message_iter(MessageObject *self)
 
 static PyObject *message_copied(MessageObject *self, PyObject *name)
 {
-	const char *n = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+	const char *n;
 	int i;
 
-	if (msg_check(self) < 0 || !n)
-		return msg_check(self) < 0 || PyErr_Occurred()
-			       ? NULL
-			       : PyErr_Format(PyExc_TypeError, "name must be str");
+	if (msg_check(self) < 0)
+		return NULL;
+	if (!PyUnicode_Check(name))
+		return PyErr_Format(PyExc_TypeError, "name must be str");
+	n = PyUnicode_AsUTF8(name);
+	if (!n)
+		return NULL;
 	i = tfd_message_find(self->msg, n);
 	if (i < 0) {
 		PyErr_SetObject(PyExc_KeyError, name);
@@ -1812,7 +1816,9 @@ static PySequenceMethods message_as_sequence = {
 
 PyDoc_STRVAR(message_doc,
 "A received message: msg['name'] or msg.name gives a tensor (zero-copy, see\n"
-"get()) or a metadata value; len(), iteration and 'in' go over the names.");
+"get()) or a metadata value; len(), iteration and 'in' go over the names.\n"
+"Names that are also attributes (seq, get, keys, metadata, ...) are reached\n"
+"with msg['name'] only.");
 
 static PyTypeObject MessageType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
@@ -2043,7 +2049,19 @@ static PyObject *mod_topic_path(PyObject *m, PyObject *arg)
 	return r < 0 ? raise_tfd(r) : PyUnicode_DecodeFSDefault(buf);
 }
 
+/* For the tests: the metadata decoder on arbitrary bytes (None: malformed). */
+static PyObject *mod_decode_metadata(PyObject *m, PyObject *arg)
+{
+	PyObject *d;
+
+	if (!PyBytes_Check(arg))
+		return PyErr_Format(PyExc_TypeError, "bytes expected");
+	d = meta_decode(PyBytes_AS_STRING(arg), (size_t)PyBytes_GET_SIZE(arg));
+	return d ? d : Py_NewRef(Py_None);
+}
+
 static PyMethodDef module_methods[] = {
+	{ "_decode_metadata", mod_decode_metadata, METH_O, NULL },
 	{ "runtime_dir", mod_runtime_dir, METH_NOARGS,
 	  "The directory where topics' sockets live (tfd_runtime_dir(3))." },
 	{ "topic_path", mod_topic_path, METH_O,

@@ -330,3 +330,40 @@ def test_docstrings():
         assert obj.__doc__ and len(obj.__doc__) > 40, obj
     assert "copied once" in tensorfd.Publisher.send.__doc__
     assert os.path.isabs(tensorfd.runtime_dir())
+
+
+def test_metadata_decoder_survives_garbage(pair):
+    """User data comes from another process: malformed bytes give no
+    metadata (and no crash), never a wrong value."""
+    import random
+
+    pub, sub = pair
+    pub.send(step=7, s="abc", f=2.5, b=b"xyz", n=None, t=True)
+    raw = sub.recv(timeout=5).user_data
+    assert tensorfd._tensorfd._decode_metadata(raw)["s"] == "abc"
+    rng = random.Random(6)
+    for cut in range(len(raw)):
+        d = tensorfd._tensorfd._decode_metadata(raw[:cut])
+        assert d is None or set(d) <= {"step", "s", "f", "b", "n", "t"}
+    for _ in range(3000):
+        b = bytearray(raw)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        d = tensorfd._tensorfd._decode_metadata(bytes(b))
+        assert d is None or isinstance(d, dict)
+    for _ in range(300):
+        blob = b"TFP1" + bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+        tensorfd._tensorfd._decode_metadata(blob)
+
+
+def test_views_after_subscriber_close(topic):
+    with tensorfd.Publisher(topic) as pub:
+        sub = tensorfd.Subscriber(topic)
+        from conftest import wait_subscribers
+
+        wait_subscribers(pub, 1)
+        pub.send(x=torch.arange(4.0))
+        msg = sub.recv(timeout=5)
+        sub.close()
+        assert torch.equal(msg.x, torch.arange(4.0))
+        np.testing.assert_array_equal(msg.get("x", kind="numpy"), np.arange(4.0))
