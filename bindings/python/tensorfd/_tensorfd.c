@@ -384,6 +384,11 @@ static PyObject *tensor_view(PyObject *owner, Py_ssize_t offset, char *data,
 				return PyErr_Format(PyExc_ValueError,
 						    "torch tensors cannot have negative strides; "
 						    "ask for this one as numpy");
+		/* a peer may place an element anywhere; torch's kernels assume alignment */
+		if ((uintptr_t)data % ((dtype.bits + 7) / 8))
+			return PyErr_Format(PyExc_ValueError,
+					    "the tensor's data is not aligned to its element size; "
+					    "ask for it as numpy");
 		if (torch_load(true) < 0)
 			return NULL;
 		/* torch 1.13 takes no DLPack bool: uint8, then a view as bool */

@@ -367,3 +367,18 @@ def test_views_after_subscriber_close(topic):
         sub.close()
         assert torch.equal(msg.x, torch.arange(4.0))
         np.testing.assert_array_equal(msg.get("x", kind="numpy"), np.arange(4.0))
+
+
+def test_unaligned_elements(pair):
+    """Elements off their natural alignment (a peer may place them so):
+    numpy handles them, torch is refused rather than risking its kernels."""
+    pub, sub = pair
+    raw = pub.empty(17, dtype="uint8")
+    raw[:] = np.arange(17, dtype=np.uint8)
+    odd = raw[1:].view(np.float32)             # lies in the loan at byte 1
+    pub.send(odd=odd)
+    assert pub.stats()["copied_tensors"] == 0
+    msg = sub.recv(timeout=5)
+    np.testing.assert_array_equal(msg.get("odd", kind="numpy"), odd)
+    with pytest.raises(ValueError, match="aligned"):
+        msg.get("odd", kind="torch")
