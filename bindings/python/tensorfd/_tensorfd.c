@@ -2016,6 +2016,8 @@ PyDoc_STRVAR(subscriber_doc,
 "Subscriber(topic, *, kind=None)\n\n"
 "Receive the messages published on a topic, from now on. The publisher may\n"
 "start before or after; after it restarts the subscriber attaches again.\n"
+"Attaching happens inside recv()/try_recv() (there is no thread): a\n"
+"subscriber that waited for its publisher receives from when it looked.\n"
 "kind: what tensors come back as, 'torch' (default when torch can be\n"
 "imported), 'numpy' or 'dlpack'. Use as a context manager or call close().");
 

@@ -121,3 +121,69 @@ def test_subscriber_close_keeps_received(topic):
         gc.collect()
         # the subscriber went: its loans come back with it
         assert wait_busy(pub, 0)
+
+
+def test_tensors_die_on_other_threads(topic):
+    """Received tensors handed to worker threads and dropped there, while the
+    main thread keeps receiving: the library is only entered under the GIL."""
+    import queue
+    import threading
+
+    n = 600
+    with tensorfd.Publisher(topic, depth=64) as pub, tensorfd.Subscriber(topic) as sub:
+        wait_subscribers(pub, 1)
+        work = queue.Queue()
+        sums = []
+
+        def worker():
+            while (t := work.get()) is not None:
+                sums.append(float(t.sum()))
+                del t
+
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        for th in threads:
+            th.start()
+        got = 0
+        while got < n:
+            st = pub.stats()
+            if st["published"] < n and st["pool_buffers_busy"] < 32:
+                pub.send(x=torch.full((256,), 1.0))
+            m = sub.try_recv()
+            if m is None:
+                continue
+            work.put(m.x)
+            del m
+            got += 1
+        for _ in threads:
+            work.put(None)
+        for th in threads:
+            th.join()
+        assert sums == [256.0] * n
+        assert wait_busy(pub, 0)
+
+
+def attach(pub, sub, timeout=20.0):
+    """A subscriber attaches when it looks (a receive): both sides work."""
+    end = time.monotonic() + timeout
+    while pub.stats()["subscribers"] < 1:
+        assert time.monotonic() < end, "the subscriber did not attach"
+        assert sub.try_recv() is None
+        pub.dispatch(0.02)
+
+
+def test_publisher_restart(topic):
+    """The publisher goes: ConnectionResetError once; a new one is found."""
+    sub = tensorfd.Subscriber(topic, kind="numpy")   # before any publisher
+    with tensorfd.Publisher(topic) as pub:
+        attach(pub, sub)
+        pub.send(x=np.ones(2))
+        held = sub.recv(timeout=5).x
+    with pytest.raises(ConnectionResetError):
+        sub.recv(timeout=5)
+    np.testing.assert_array_equal(held, np.ones(2))   # still readable
+    with tensorfd.Publisher(topic) as pub:
+        attach(pub, sub)
+        pub.send(x=np.zeros(2))
+        m = sub.recv(timeout=5)
+        assert m.seq == 1 and sub.stats()["attaches"] == 2
+    sub.close()
