@@ -21,6 +21,7 @@ fi
 so=$top_builddir/bindings/python/tensorfd/.libs/_tensorfd.so
 [ -f "$so" ] || skip "$so was not built"
 "$python" -c 'import pytest' 2>/dev/null || skip "pytest is missing for $python (apt-get install python3-pytest)"
+"$python" -c 'import numpy' 2>/dev/null || skip "numpy is missing for $python (apt-get install python3-numpy)"
 
 abs() { (cd "$1" && pwd); }
 src=$(abs "$top_srcdir")/bindings/python
