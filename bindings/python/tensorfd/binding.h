@@ -53,7 +53,7 @@ PyObject *enter(PyObject *self, PyObject *unused);
 /* --- convert.c --- */
 extern PyObject *torch_mod, *torch_tensor_type, *torch_dtype_type, *torch_from_dlpack;
 extern PyObject *torch_bool, *torch_uint8;
-extern PyObject *numpy_mod, *numpy_ndarray;
+extern PyObject *numpy_mod, *numpy_ndarray, *numpy_generic;
 extern char empty_data[64];
 
 /* A tensor as it comes from Python: pointer, dtype, shape, element strides. */

@@ -16,7 +16,7 @@ _Alignas(64) char empty_data[64];
 
 PyObject *torch_mod, *torch_tensor_type, *torch_dtype_type, *torch_from_dlpack;
 PyObject *torch_bool, *torch_uint8;
-PyObject *numpy_mod, *numpy_ndarray;
+PyObject *numpy_mod, *numpy_ndarray, *numpy_generic;
 
 /* A module if it was imported already: a tensor of it can exist only then. */
 static PyObject *loaded_module(const char *name)
@@ -74,7 +74,10 @@ int numpy_load(bool import)
 	if (!m)
 		return PyErr_Occurred() ? -1 : 0;
 	numpy_ndarray = PyObject_GetAttrString(m, "ndarray");
-	if (!numpy_ndarray) {
+	numpy_generic = PyObject_GetAttrString(m, "generic");
+	if (!numpy_ndarray || !numpy_generic) {
+		Py_CLEAR(numpy_ndarray);
+		Py_CLEAR(numpy_generic);
 		Py_DECREF(m);
 		return -1;
 	}
@@ -384,7 +387,10 @@ int default_kind(enum kind *k)
 	return 0;
 }
 
-/* Describe a value to send; 1: a tensor (src filled, *keep holds its memory), 0: metadata */
+/*
+ * Describe a value to send. 1: a tensor (src filled, *keep holds its memory);
+ * 0: metadata (*keep, when set, is the value to store instead of v).
+ */
 int describe(PyObject *v, const char *name, struct src_tensor *src, PyObject **keep)
 {
 	PyObject *t = NULL, *cap = NULL, *dev, *fn;
@@ -395,6 +401,15 @@ int describe(PyObject *v, const char *name, struct src_tensor *src, PyObject **k
 	*keep = NULL;
 	if (is_meta(v))
 		return 0;
+	/* numpy scalars (numpy.float32(1), a.sum()) travel as metadata: *keep */
+	if (numpy_load(false) > 0 && PyObject_TypeCheck(v, (PyTypeObject *)numpy_generic)) {
+		*keep = PyObject_CallMethod(v, "item", NULL);
+		if (!*keep)
+			return -1;
+		if (is_meta(*keep))
+			return 0;
+		Py_CLEAR(*keep);
+	}
 	if (torch_load(false) > 0 && PyObject_TypeCheck(v, (PyTypeObject *)torch_tensor_type)) {
 		dev = PyObject_GetAttrString(v, "device");
 		t = dev ? PyObject_GetAttrString(dev, "type") : NULL;

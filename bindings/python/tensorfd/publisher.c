@@ -357,8 +357,11 @@ static int send_one(PublisherObject *self, struct tfd_message *msg, struct meta 
 	r = describe(v, name, &src, &keep);
 	if (r < 0)
 		return -1;
-	if (r == 0)
-		return meta_add(meta, name, v);
+	if (r == 0) {
+		r = meta_add(meta, name, keep ? keep : v);
+		Py_XDECREF(keep);
+		return r;
+	}
 	if (pub_check(self) < 0)
 		r = -1;
 	else
@@ -408,7 +411,8 @@ PyDoc_STRVAR(publisher_send_doc,
 "Publish one message to every subscriber and return its sequence number.\n"
 "Each named value is a tensor (a torch.Tensor, a numpy.ndarray, or any\n"
 "object with __dlpack__ and __dlpack_device__ on the CPU) or metadata (int,\n"
-"float, bool, str, bytes, None; 4 KiB at most in all). A mapping may be\n"
+"float, bool, str, bytes, None, numpy scalars; 4 KiB at most in all; ints\n"
+"must fit in 64 bits). A mapping may be\n"
 "given first, for names that are not Python identifiers.\n\n"
 "A tensor that lies in memory from empty() is sent without a copy, its\n"
 "strides kept. Any other tensor is copied once into a buffer of the pool\n"

@@ -128,6 +128,11 @@ def test_metadata(pair):
         pub.send(huge=2**64)
     with pytest.raises(TypeError, match="send torch tensors"):
         pub.send(bad=object())
+    # numpy scalars are metadata too
+    pub.send(f32=np.float32(1.5), i64=np.int64(-3), yes=np.bool_(True), total=np.arange(4).sum())
+    m = sub.recv(timeout=5)
+    assert m.metadata == {"f32": 1.5, "i64": -3, "yes": True, "total": 6}
+    assert type(m.yes) is bool and type(m.i64) is int
 
 
 def test_zero_copy_publisher_refuses_foreign(topic):
