@@ -14,6 +14,14 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/tfd-bench-test.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 py=""
 command -v python3 >/dev/null 2>&1 && py=python3
+# the torch baseline wants a python3 with torch: Debian's python3-torch is in /usr/bin
+torchpy=""
+for p in /usr/bin/python3 python3; do
+	if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import torch' >/dev/null 2>&1; then
+		torchpy=$p
+		break
+	fi
+done
 echo "1..6"
 
 # ok N DESCRIPTION / not_ok N DESCRIPTION FILE: TAP lines, a failure shows FILE
@@ -96,9 +104,9 @@ else
 	ok 5 "bad options exit non-zero"
 fi
 
-if [ -z "$py" ] || ! $py -c 'import torch' >/dev/null 2>&1; then
+if [ -z "$torchpy" ]; then
 	ok 6 "torch.multiprocessing baseline merges # SKIP python3 with torch not found"
-elif $to $py "$s/tools/bench-torch-mp.py" --sizes 64,64K --iters 5 >"$tmp/torch.json" 2>"$tmp/terr" &&
+elif $to $torchpy "$s/tools/bench-torch-mp.py" --sizes 64,64K --iters 5 >"$tmp/torch.json" 2>"$tmp/terr" &&
 	$to "$bench" --quick --sizes 64 --only floors --include "$tmp/torch.json" >"$tmp/tinc" 2>&1 &&
 	grep -q "torch" "$tmp/tinc"; then
 	ok 6 "torch.multiprocessing baseline merges"

@@ -130,11 +130,11 @@ static void json_row(const struct row *r, bool last)
 	}
 	printf("  {\"kind\": \"latency\", \"group\": \"%s\", \"name\": \"%s\", \"wait\": \"%s\", "
 	       "\"touch\": \"%s\", \"subs\": %u, \"size\": %llu, \"iters\": %u, "
-	       "\"oneway\": {\"p50\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
+	       "\"samples\": %u, \"oneway\": {\"p50\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
 	       "\"rtt_half\": {\"p50\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
 	       "\"first\": %.3f, \"rss_growth_kib\": %ld}%s\n",
 	       r->group, r->name, r->wait, r->touch, r->subs, (unsigned long long)r->size,
-	       r->oneway.n, us((double)r->oneway.p50), us((double)r->oneway.p99),
+	       r->half.n, r->oneway.n, us((double)r->oneway.p50), us((double)r->oneway.p99),
 	       us((double)r->oneway.p999), us((double)r->oneway.max), us((double)r->half.p50),
 	       us((double)r->half.p99), us((double)r->half.p999), us((double)r->half.max),
 	       us((double)r->first_ns), r->rss_growth_kib, last ? "" : ",");
@@ -168,7 +168,7 @@ void report_row(const struct options *opt, const struct row *r)
 			snprintf(rss, sizeof(rss), "%+ld", r->rss_growth_kib);
 		printf("%-8s %-18.18s %-5s %-5s %4u %5s | %5u %9.2f %9.2f %9.2f %9.2f | %9.2f | %9s "
 		       "%7s\n",
-		       r->group, r->name, r->wait, r->touch, r->subs, sz, r->oneway.n,
+		       r->group, r->name, r->wait, r->touch, r->subs, sz, r->half.n,
 		       us((double)r->oneway.p50), us((double)r->oneway.p99),
 		       us((double)r->oneway.p999), us((double)r->oneway.max), us((double)r->half.p50),
 		       first, rss);
@@ -503,7 +503,8 @@ static int include_line(const char *line)
 			return -EBADMSG;
 		if (!json_summary(line, "rtt_half", &tmp.half))
 			tmp.half = tmp.oneway;
-		tmp.oneway.n = tmp.half.n = json_num(line, "iters", &v) ? (unsigned int)v : 1;
+		tmp.half.n = json_num(line, "iters", &v) ? (unsigned int)v : 1;
+		tmp.oneway.n = json_num(line, "samples", &v) ? (unsigned int)v : tmp.half.n;
 	} else if (!strcmp(tmp.kind, "throughput")) {
 		if (!json_num(line, "msgs_per_s", &tmp.msgs_per_s))
 			return -EBADMSG;
