@@ -457,10 +457,11 @@ static void fit_sizes(struct options *opt)
 	opt->n_sizes = n;
 }
 
-/* The library's warnings and errors, from whichever process, to stderr. */
+/* The library's errors, from whichever process, to stderr (not its warnings:
+ * every run ends with subscribers that leave, which the publisher warns of). */
 static void log_stderr(int level, const char *msg, void *userdata)
 {
-	if (level <= TFD_LOG_WARNING)
+	if (level <= TFD_LOG_ERR)
 		fprintf(stderr, "tensorfd-bench[%d]: libtensorfd: %s\n", (int)getpid(), msg);
 }
 

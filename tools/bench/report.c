@@ -140,10 +140,19 @@ static void json_row(const struct row *r, bool last)
 	       us((double)r->first_ns), r->rss_growth_kib, last ? "" : ",");
 }
 
+/* Microseconds in at most 9 columns, with the digits that matter. */
+static const char *num(char buf[32], uint64_t ns)
+{
+	double v = us((double)ns);
+
+	snprintf(buf, 32, v < 100 ? "%.2f" : v < 10000 ? "%.1f" : "%.0f", v);
+	return buf;
+}
+
 void report_row(const struct options *opt, const struct row *r)
 {
 	bool rate = !strcmp(r->kind, "throughput");
-	char buf[32], first[32] = "-", rss[32] = "-";
+	char buf[32], first[32] = "-", rss[32] = "-", n[5][32];
 	const char *sz;
 
 	if (opt->json)
@@ -163,14 +172,13 @@ void report_row(const struct options *opt, const struct row *r)
 		       r->msgs_per_s, us(r->pub_cpu_ns), us(r->sub_cpu_ns));
 	} else {
 		if (r->first_ns)
-			snprintf(first, sizeof(first), "%.1f", us((double)r->first_ns));
+			num(first, r->first_ns);
 		if (r->rss_growth_kib >= 0)
 			snprintf(rss, sizeof(rss), "%+ld", r->rss_growth_kib);
-		printf("%-8s %-18.18s %-5s %-5s %4u %5s | %5u %9.2f %9.2f %9.2f %9.2f | %9.2f | %9s "
-		       "%7s\n",
+		printf("%-8s %-18.18s %-5s %-5s %4u %5s | %5u %9s %9s %9s %9s | %9s | %9s %7s\n",
 		       r->group, r->name, r->wait, r->touch, r->subs, sz, r->half.n,
-		       us((double)r->oneway.p50), us((double)r->oneway.p99),
-		       us((double)r->oneway.p999), us((double)r->oneway.max), us((double)r->half.p50),
+		       num(n[0], r->oneway.p50), num(n[1], r->oneway.p99),
+		       num(n[2], r->oneway.p999), num(n[3], r->oneway.max), num(n[4], r->half.p50),
 		       first, rss);
 	}
 	fflush(stdout);
