@@ -47,6 +47,7 @@ struct tfd_channel {
 	uint64_t next_seq;
 
 	struct idmap tx_known;
+	unsigned long swept_gen;	/* buffer_orphan_gen at the last complete sweep */
 	struct idmap inflight;
 
 	struct idmap rx_bufs;
@@ -673,21 +674,29 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 {
 	struct idmap_slot *s;
 	uint64_t *ids;
+	unsigned long gen = buffer_orphan_gen;
 	size_t n = 0, i;
 	int r;
 
-	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) n++;
-	if (!n)
+	/* no buffer became an orphan since the last sweep: nothing to find */
+	if (gen == ch->swept_gen)
 		return 0;
+	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) n++;
+	if (!n) {
+		ch->swept_gen = gen;
+		return 0;
+	}
 	ids = malloc(n * sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
 	n = 0;
 	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) ids[n++] = s->key;
 	r = send_ids(ch, WIRE_FORGET, ids, n, deadline);
-	if (r == 0)
+	if (r == 0) {
 		for (i = 0; i < n; i++)
 			known_drop(idmap_del(&ch->tx_known, ids[i]));
+		ch->swept_gen = gen;
+	}
 	free(ids);
 	return r;
 }

@@ -45,6 +45,13 @@ struct tfd_buffer {
 	bool writable;
 };
 
+/*
+ * Moves whenever a buffer is left held by channels' tables only (an
+ * orphan), so that a channel sweeps its tables for buffers to forget only
+ * when one may be there, not on every send.
+ */
+extern unsigned long buffer_orphan_gen;
+
 /* Check a received fd and map it read-only; takes ownership of fd. */
 int buffer_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd_buffer **ret);
 
