@@ -244,6 +244,18 @@ static int uring_fd(struct notify *n)
 	return ((struct uring_priv *)n->priv)->ring.ring_fd;
 }
 
+/*
+ * A completion in the ring is a packet that next() returns at once. Only
+ * that counts: the TASKRUN flag alone may stand for work that ends in no
+ * packet, and a caller that trusted it could wait with releases unsent.
+ */
+static bool uring_pending(struct notify *n)
+{
+	struct uring_priv *u = n->priv;
+
+	return u && u->generation == fork_generation && io_uring_cq_ready(&u->ring) > 0;
+}
+
 static void uring_close(struct notify *n)
 {
 	struct uring_priv *u = n->priv;
@@ -283,6 +295,7 @@ const struct notify_ops notify_uring_ops = {
 	.open = uring_open,
 	.next = uring_next,
 	.fd = uring_fd,
+	.pending = uring_pending,
 	.close = uring_close,
 };
 
