@@ -10,7 +10,7 @@ mode=${1:-demo}
 case $mode in demo|test) ;; *) echo "usage: sh quickstart.sh demo|test" >&2; exit 2;; esac
 cd "$(dirname "$0")"
 
-deps="build-essential autoconf automake libtool pkg-config liburing-dev mandoc cppcheck"
+deps="build-essential autoconf automake libtool pkg-config liburing-dev mandoc cppcheck libzmq3-dev"
 if [ -z "${TFD_NO_APT:-}" ] && command -v apt-get >/dev/null; then
 	sudo=""
 	[ "$(id -u)" = 0 ] || sudo="sudo"

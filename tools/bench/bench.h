@@ -19,7 +19,7 @@
 #define BENCH_MAX_CPUS		16
 #define BENCH_MAX_ROWS		1024
 #define BENCH_TIMEOUT_MS	60000
-#define BENCH_WARMUP		20
+#define BENCH_WARMUP		100
 
 #define KiB	(1ull << 10)
 #define MiB	(1ull << 20)
