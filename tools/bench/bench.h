@@ -58,6 +58,7 @@ struct options {
 	bool quick;
 	bool json;
 	const char *plot;
+	const char *json_file;			/* JSON here too, beside the table */
 	const char *includes[8];
 	unsigned int n_includes;
 	const char *backend;			/* what TENSORFD_NOTIFY was set to, or NULL */
@@ -113,7 +114,7 @@ int run_throughput(const struct options *opt);
 /* report.c */
 void report_head(const struct options *opt);
 void report_row(const struct options *opt, const struct row *r);
-void report_end(const struct options *opt);
+int report_end(const struct options *opt);
 int report_include(const char *path);
 int report_plot(const struct options *opt, const char *path);
 

@@ -291,6 +291,7 @@ static void usage(FILE *f)
 		"  --include FILE   merge result rows from FILE (tensorfd-bench --json, or\n"
 		"                   tools/bench-torch-mp.py); may be repeated\n"
 		"  --json           print JSON instead of a table\n"
+		"  --json-file FILE write the JSON to FILE as well\n"
 		"  --plot FILE.svg  write latency against size, log-log, as SVG\n");
 }
 
@@ -303,6 +304,7 @@ enum {
 	OPT_QUICK,
 	OPT_INCLUDE,
 	OPT_PLOT,
+	OPT_JSON_FILE,
 };
 
 static int parse_opt(int c, const char *arg, struct options *opt)
@@ -360,6 +362,9 @@ static int parse_opt(int c, const char *arg, struct options *opt)
 	case OPT_PLOT:
 		opt->plot = arg;
 		return 0;
+	case OPT_JSON_FILE:
+		opt->json_file = arg;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -386,6 +391,7 @@ static int parse_args(int argc, char **argv, struct options *opt)
 		{ "include", required_argument, NULL, OPT_INCLUDE },
 		{ "json", no_argument, NULL, 'j' },
 		{ "plot", required_argument, NULL, OPT_PLOT },
+		{ "json-file", required_argument, NULL, OPT_JSON_FILE },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -485,7 +491,7 @@ int main(int argc, char **argv)
 	char dir[] = "/tmp/tensorfd-bench-XXXXXX";
 	struct options opt;
 	unsigned int i;
-	int r;
+	int r, e;
 
 	r = parse_args(argc, argv, &opt);
 	if (r)
@@ -516,7 +522,8 @@ int main(int argc, char **argv)
 	if (r == 0) {
 		report_head(&opt);
 		r = run_sections(&opt);
-		report_end(&opt);
+		e = report_end(&opt);
+		r = r ? r : e;
 	}
 	if (r == 0 && opt.plot)
 		r = report_plot(&opt, opt.plot);

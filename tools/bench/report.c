@@ -116,10 +116,10 @@ static void print_rate_head(void)
 	       "wait", "subs", "size", "seconds", "messages", "msg/s", "pub us/msg", "sub us/msg");
 }
 
-static void json_row(const struct row *r, bool last)
+static void json_row(FILE *out, const struct row *r, bool last)
 {
 	if (!strcmp(r->kind, "throughput")) {
-		printf("  {\"kind\": \"throughput\", \"group\": \"%s\", \"name\": \"%s\", "
+		fprintf(out, "  {\"kind\": \"throughput\", \"group\": \"%s\", \"name\": \"%s\", "
 		       "\"wait\": \"%s\", \"touch\": \"%s\", \"subs\": %u, \"size\": %llu, "
 		       "\"seconds\": %.3f, \"messages\": %llu, \"msgs_per_s\": %.0f, "
 		       "\"publisher_cpu_us_per_msg\": %.3f, \"subscriber_cpu_us_per_msg\": %.3f}%s\n",
@@ -128,7 +128,7 @@ static void json_row(const struct row *r, bool last)
 		       us(r->pub_cpu_ns), us(r->sub_cpu_ns), last ? "" : ",");
 		return;
 	}
-	printf("  {\"kind\": \"latency\", \"group\": \"%s\", \"name\": \"%s\", \"wait\": \"%s\", "
+	fprintf(out, "  {\"kind\": \"latency\", \"group\": \"%s\", \"name\": \"%s\", \"wait\": \"%s\", "
 	       "\"touch\": \"%s\", \"subs\": %u, \"size\": %llu, \"iters\": %u, "
 	       "\"samples\": %u, \"oneway\": {\"p50\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
 	       "\"rtt_half\": {\"p50\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f}, "
@@ -387,31 +387,56 @@ static void print_targets(void)
 	       "man page)\n");
 }
 
-static void json_targets(void)
+static void json_targets(FILE *out)
 {
 	const struct target *t;
 	unsigned int i;
 
-	printf("\"targets\": [\n");
+	fprintf(out, "\"targets\": [\n");
 	for (i = 0; i < n_targets; i++) {
 		t = &targets[i];
-		printf("  {\"target\": %d, \"what\": \"%s\", \"measured\": %s, \"value\": %.4f, "
+		fprintf(out, "  {\"target\": %d, \"what\": \"%s\", \"measured\": %s, \"value\": %.4f, "
 		       "\"unit\": \"%s\", \"limit\": %g, \"at_most\": %s, \"met\": %s}%s\n",
 		       t->no, t->what, t->measured ? "true" : "false", t->value, t->unit, t->limit,
 		       t->at_most ? "true" : "false", met(t) ? "true" : "false",
 		       i + 1 < n_targets ? "," : "");
 	}
-	printf("]");
+	fprintf(out, "]");
 }
 
-void report_end(const struct options *opt)
+static void json_all(FILE *out, const struct options *opt)
 {
 	char model[128], cpus[96];
 	struct utsname u;
 	unsigned int i;
+
+	cpu_model(model, sizeof(model));
+	cpus_str(opt, cpus, sizeof(cpus));
+	if (uname(&u) < 0)
+		snprintf(u.release, sizeof(u.release), "unknown");
+	fprintf(out, "{\"tool\": \"tensorfd-bench\", \"version\": \"%s\", \"unit\": \"us\",\n"
+		     "\"machine\": {\"cpu\": \"%s\", \"cpus_online\": %ld, \"kernel\": \"%s\"},\n"
+		     "\"backend\": \"%s\", \"cpus\": \"%s\", \"spin_us\": %u, \"fifo\": %d, "
+		     "\"mlock\": %s, \"quick\": %s,\n\"results\": [\n",
+		PACKAGE_VERSION, model, sysconf(_SC_NPROCESSORS_ONLN), u.release, backend_name(),
+		cpus, opt->spin_us, opt->fifo, opt->mlock ? "true" : "false",
+		opt->quick ? "true" : "false");
+	for (i = 0; i < bench_n_rows; i++)
+		json_row(out, &bench_rows[i], i + 1 == bench_n_rows);
+	fprintf(out, "],\n");
+	json_targets(out);
+	fprintf(out, "}\n");
+}
+
+int report_end(const struct options *opt)
+{
+	unsigned int i;
 	bool any = false;
+	FILE *f;
 
 	compute_targets(opt);
+	if (opt->json)
+		json_all(stdout, opt);
 	if (!opt->json) {
 		for (i = 0; i < bench_n_rows; i++) {
 			if (!bench_rows[i].from_include)
@@ -422,24 +447,16 @@ void report_end(const struct options *opt)
 			report_row(opt, &bench_rows[i]);
 		}
 		print_targets();
-		return;
 	}
-	cpu_model(model, sizeof(model));
-	cpus_str(opt, cpus, sizeof(cpus));
-	if (uname(&u) < 0)
-		snprintf(u.release, sizeof(u.release), "unknown");
-	printf("{\"tool\": \"tensorfd-bench\", \"version\": \"%s\", \"unit\": \"us\",\n"
-	       "\"machine\": {\"cpu\": \"%s\", \"cpus_online\": %ld, \"kernel\": \"%s\"},\n"
-	       "\"backend\": \"%s\", \"cpus\": \"%s\", \"spin_us\": %u, \"fifo\": %d, "
-	       "\"mlock\": %s, \"quick\": %s,\n\"results\": [\n",
-	       PACKAGE_VERSION, model, sysconf(_SC_NPROCESSORS_ONLN), u.release, backend_name(),
-	       cpus, opt->spin_us, opt->fifo, opt->mlock ? "true" : "false",
-	       opt->quick ? "true" : "false");
-	for (i = 0; i < bench_n_rows; i++)
-		json_row(&bench_rows[i], i + 1 == bench_n_rows);
-	printf("],\n");
-	json_targets();
-	printf("}\n");
+	if (!opt->json_file)
+		return 0;
+	f = fopen(opt->json_file, "we");
+	if (!f) {
+		fprintf(stderr, "tensorfd-bench: %s: %s\n", opt->json_file, strerror(errno));
+		return -errno;
+	}
+	json_all(f, opt);
+	return fclose(f) == 0 ? 0 : -errno;
 }
 
 /* --- --include: rows from another run, one JSON object per line ------------------ */
