@@ -574,7 +574,8 @@ int report_include(const char *path)
 #define PLOT_B		60
 
 static const char *const colors[] = { "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-				      "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f" };
+				      "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+				      "#000000", "#aec7e8", "#98df8a", "#ff9896" };
 
 /* What is plotted: one subscriber, touch ends, blocking receivers, and tensorfd's
  * spinning one; the floors as horizontal lines. */
@@ -647,7 +648,8 @@ static void plot_series(FILE *f, const struct options *opt, const struct axes *a
 			PLOT_W - PLOT_R, py(ax, us((double)first->oneway.p50)),
 			py(ax, us((double)first->oneway.p50)), color, dash);
 	} else {
-		fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", color);
+		fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='%s' points='", color,
+			strcmp(first->group, "tensorfd") ? "2" : "4");
 		for (i = 0; i < bench_n_rows; i++)
 			if (plotted(&bench_rows[i]) && same_series(first, &bench_rows[i]))
 				fprintf(f, "%.1f,%.1f ", px(ax, (double)bench_rows[i].size),
@@ -664,7 +666,7 @@ static void plot_series(FILE *f, const struct options *opt, const struct axes *a
 int report_plot(const struct options *opt, const char *path)
 {
 	struct axes ax = { log10((double)opt->sizes[0]), log10((double)opt->sizes[0]), 99, -99 };
-	unsigned int i, j, series = 0;
+	unsigned int i, j, k, series = 0;
 	double v;
 	FILE *f;
 
@@ -696,8 +698,11 @@ int report_plot(const struct options *opt, const char *path)
 		   "size (1 subscriber, touch ends)</text>\n",
 		   PLOT_W, PLOT_H, PLOT_L);
 	plot_axes(f, opt, &ax);
-	for (i = 0; i < bench_n_rows; i++) {
-		if (!plotted(&bench_rows[i]) || !bench_rows[i].oneway.p50)
+	/* this run's series first, then the included ones */
+	for (k = 0; k < 2 * bench_n_rows; k++) {
+		i = k % bench_n_rows;
+		if (bench_rows[i].from_include != (k >= bench_n_rows) ||
+		    !plotted(&bench_rows[i]) || !bench_rows[i].oneway.p50)
 			continue;
 		for (j = 0; j < i && !(plotted(&bench_rows[j]) &&
 				       same_series(&bench_rows[j], &bench_rows[i]));
