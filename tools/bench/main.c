@@ -245,8 +245,9 @@ static int one_touch(const char *s, unsigned int i, void *ctx)
 
 static int one_section(const char *s, unsigned int i, void *ctx)
 {
+	/* "none": measure nothing, report (and plot) what --include brought */
 	static const char *const names[] = { "floors", "tensorfd", "baselines", "throughput",
-					     NULL };
+					     "none", NULL };
 
 	return one_word(s, names, &((struct options *)ctx)->sections);
 }
@@ -276,7 +277,8 @@ static void usage(FILE *f)
 		"  --wait LIST      receivers: block,spin (default both)\n"
 		"  --touch LIST     ends,all: touch the first and last byte, or every cache\n"
 		"                   line (default both)\n"
-		"  --only LIST      sections: floors,tensorfd,baselines,throughput (default all)\n"
+		"  --only LIST      sections: floors,tensorfd,baselines,throughput (default all);\n"
+		"                   none: only report and plot what --include brought\n"
 		"  --iters N        rounds per size (default 5000 up to 1 MiB, 1000 above;\n"
 		"                   fewer for copies and touch all of big sizes)\n"
 		"  --spin-us N      a spinning receiver spins this long, then sleeps\n"
@@ -328,7 +330,7 @@ static int parse_opt(int c, const char *arg, struct options *opt)
 		return parse_list(arg, 2, &n, one_touch, opt);
 	case 'o':
 		opt->sections = 0;
-		return parse_list(arg, 4, &n, one_section, opt);
+		return parse_list(arg, 5, &n, one_section, opt);
 	case 'n':
 		r = parse_uint(arg, 1, 10000000, &v);
 		opt->iters = (unsigned int)v;

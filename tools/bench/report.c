@@ -530,6 +530,10 @@ static int include_line(const char *line)
 			tmp.half = tmp.oneway;
 		tmp.half.n = json_num(line, "iters", &v) ? (unsigned int)v : 1;
 		tmp.oneway.n = json_num(line, "samples", &v) ? (unsigned int)v : tmp.half.n;
+		if (json_num(line, "first", &v))
+			tmp.first_ns = (uint64_t)(v * 1e3);
+		if (json_num(line, "rss_growth_kib", &v))
+			tmp.rss_growth_kib = (long)v;
 	} else if (!strcmp(tmp.kind, "throughput")) {
 		if (!json_num(line, "msgs_per_s", &tmp.msgs_per_s))
 			return -EBADMSG;
@@ -658,9 +662,8 @@ static void plot_series(FILE *f, const struct options *opt, const struct axes *a
 	}
 	fprintf(f, "<line x1='%d' x2='%d' y1='%.1f' y2='%.1f' stroke='%s' stroke-width='2'%s/>\n",
 		PLOT_W - PLOT_R + 15, PLOT_W - PLOT_R + 45, ly, ly, color, dash);
-	fprintf(f, "<text x='%d' y='%.1f'>%s%s%s (%s)</text>\n", PLOT_W - PLOT_R + 52, ly + 4,
-		first->size ? "" : "floor: ", first->name, first->from_include ? "*" : "",
-		first->wait);
+	fprintf(f, "<text x='%d' y='%.1f'>%s%s (%s)</text>\n", PLOT_W - PLOT_R + 52, ly + 4,
+		first->size ? "" : "floor: ", first->name, first->wait);
 }
 
 int report_plot(const struct options *opt, const char *path)
