@@ -201,6 +201,7 @@ static int subscriber(struct run *run, unsigned int idx)
 static int run_start(struct run *run)
 {
 	size_t n_samples = run->rate ? 0 : (size_t)run->n * run->opt->n_sizes * run->max_rounds;
+	unsigned int i, s;
 	void *map;
 	pid_t pid;
 
@@ -210,6 +211,9 @@ static int run_start(struct run *run)
 		return -errno;
 	run->rep = map;
 	run->samples = (uint64_t *)(run->rep + run->n);
+	for (i = 0; i < run->n; i++)
+		for (s = 0; s < BENCH_MAX_SIZES; s++)
+			run->rep[i].rss_kib[s][0] = run->rep[i].rss_kib[s][1] = -1;
 	fflush(stdout);
 	for (run->forked = 0; run->forked < run->n; run->forked++) {
 		pid = fork();
@@ -480,11 +484,8 @@ static int lat_run(const struct options *opt, unsigned int subs, bool spin, enum
 	}
 	if (r == 0)
 		r = run_start(&run);
-	if (r == 0) {
-		for (s = 0; s < opt->n_sizes; s++)
-			run.rep[0].rss_kib[s][0] = run.rep[0].rss_kib[s][1] = -1;
+	if (r == 0)
 		r = pub_open(&run, 16, &pub);
-	}
 	for (s = 0; r == 0 && s < opt->n_sizes; s++) {
 		r = lat_size(&run, pub, s, rtt[s]);
 		if (r < 0)
