@@ -53,6 +53,7 @@ struct options {
 	unsigned int depth;			/* throughput queue depth */
 	uint64_t rate_size;
 	double seconds;				/* each throughput run */
+	uint64_t rate_messages;			/* or this many messages; 0: by time */
 	int fifo;				/* SCHED_FIFO priority, 0: not */
 	bool mlock;
 	bool quick;

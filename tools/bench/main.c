@@ -284,6 +284,7 @@ static void usage(FILE *f)
 		"  --spin-us N      a spinning receiver spins this long, then sleeps\n"
 		"                   (default 100000)\n"
 		"  --seconds S      length of each throughput run (default 2)\n"
+		"  --messages N     each throughput run publishes N messages instead\n"
 		"  --depth N        throughput queue depth (default 1024)\n"
 		"  --rate-size SIZE throughput payload (default 64)\n"
 		"  --backend NAME   uring or poll: the library's notification backend\n"
@@ -307,11 +308,12 @@ enum {
 	OPT_INCLUDE,
 	OPT_PLOT,
 	OPT_JSON_FILE,
+	OPT_MESSAGES,
 };
 
 static int parse_opt(int c, const char *arg, struct options *opt)
 {
-	unsigned long long v;
+	unsigned long long v = 0;
 	unsigned int n;
 	int r = 0;
 
@@ -367,6 +369,10 @@ static int parse_opt(int c, const char *arg, struct options *opt)
 	case OPT_JSON_FILE:
 		opt->json_file = arg;
 		return 0;
+	case OPT_MESSAGES:
+		r = parse_uint(arg, 1, 1000000000, &v);
+		opt->rate_messages = v;
+		return r;
 	}
 	return -EINVAL;
 }
@@ -384,6 +390,7 @@ static int parse_args(int argc, char **argv, struct options *opt)
 		{ "iters", required_argument, NULL, 'n' },
 		{ "spin-us", required_argument, NULL, OPT_SPIN_US },
 		{ "seconds", required_argument, NULL, 'T' },
+		{ "messages", required_argument, NULL, OPT_MESSAGES },
 		{ "depth", required_argument, NULL, 'd' },
 		{ "rate-size", required_argument, NULL, OPT_RATE_SIZE },
 		{ "backend", required_argument, NULL, OPT_BACKEND },

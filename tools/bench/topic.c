@@ -563,7 +563,8 @@ static int rate_run(const struct options *opt, unsigned int subs, bool spin)
 		c0 = cpu_time_ns();
 		t0 = now_ns();
 	}
-	while (r == 0 && (t1 = now_ns()) - t0 < dur) {
+	while (r == 0 && ((t1 = now_ns()) - t0 < dur || opt->rate_messages) &&
+	       (!opt->rate_messages || published < opt->rate_messages)) {
 		p.slot = (uint32_t)published;
 		p.mark = p.slot * 7 + 1;
 		p.t0 = t1;
