@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "toolutil.h"
 
@@ -97,6 +98,7 @@ unsigned int bench_iters(const struct options *opt, uint64_t size, enum touch to
 int bench_cpu(const struct options *opt, unsigned int who);	/* 0: publisher; -1: free */
 bool bench_can_spin(const struct options *opt, unsigned int procs);
 int bench_proc_setup(const struct options *opt, unsigned int who);
+void bench_place(const struct options *opt, unsigned int who, pid_t pid);
 uint64_t cpu_time_ns(void);
 long rss_anon_kib(void);
 const char *touch_name(enum touch t);

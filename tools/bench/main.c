@@ -136,14 +136,20 @@ bool bench_can_spin(const struct options *opt, unsigned int procs)
 	return distinct >= procs && opt->n_cpus >= procs;
 }
 
-/* In every measuring process: its CPU, SCHED_FIFO, mlockall as asked. */
+/*
+ * In every measuring process: its CPU, SCHED_FIFO, mlockall as asked. A
+ * child forked by a real-time parent starts as an ordinary task (reset on
+ * fork) and is moved to its CPU by the parent at once (bench_place()):
+ * otherwise it would wait behind its parent spinning at the same priority
+ * on the parent's CPU, for ever.
+ */
 int bench_proc_setup(const struct options *opt, unsigned int who)
 {
 	struct sched_param sp = { .sched_priority = opt->fifo };
 
 	if (pin_cpu("tensorfd-bench", bench_cpu(opt, who)) < 0)
 		return -1;
-	if (opt->fifo && sched_setscheduler(0, SCHED_FIFO, &sp) < 0) {
+	if (opt->fifo && sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) < 0) {
 		fprintf(stderr, "tensorfd-bench: SCHED_FIFO %d: %s\n", opt->fifo, strerror(errno));
 		return -1;
 	}
@@ -152,6 +158,19 @@ int bench_proc_setup(const struct options *opt, unsigned int who)
 		return -1;
 	}
 	return 0;
+}
+
+/* The parent moves a child it just forked to the child's CPU. */
+void bench_place(const struct options *opt, unsigned int who, pid_t pid)
+{
+	int cpu = bench_cpu(opt, who);
+	cpu_set_t set;
+
+	if (cpu < 0 || pid <= 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(pid, sizeof(set), &set);	/* the child pins itself too */
 }
 
 /* --- options ------------------------------------------------------------ */

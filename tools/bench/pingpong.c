@@ -688,6 +688,7 @@ static int pp_run(const struct options *opt, const struct pp_ops *ops, uint64_t 
 	pid = r < 0 ? -1 : fork();
 	if (pid == 0)
 		_exit(side_b(&pp, warm + n));
+	bench_place(opt, 1, pid);
 	if (pid < 0 && r == 0)
 		r = -errno;
 	if (r == 0) {

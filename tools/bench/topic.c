@@ -221,6 +221,7 @@ static int run_start(struct run *run)
 			return -errno;
 		if (pid == 0)
 			_exit(subscriber(run, run->forked));
+		bench_place(run->opt, 1 + run->forked, pid);
 		run->pid[run->forked] = pid;
 	}
 	return 0;
