@@ -22,7 +22,7 @@ for p in /usr/bin/python3 python3; do
 		break
 	fi
 done
-echo "1..6"
+echo "1..7"
 
 # ok N DESCRIPTION / not_ok N DESCRIPTION FILE: TAP lines, a failure shows FILE
 ok() { echo "ok $1 - $2"; }
@@ -113,5 +113,19 @@ elif $to $torchpy "$s/tools/bench-torch-mp.py" --sizes 64,64K --iters 5 >"$tmp/t
 else
 	cat "$tmp/terr" "$tmp/tinc" >"$tmp/tboth" 2>/dev/null
 	not_ok 6 "torch.multiprocessing baseline merges" "$tmp/tboth"
+fi
+# real-time mode: SCHED_FIFO children must not wait behind their spinning parent
+# (--mlock is left out: under AddressSanitizer it would lock the shadow memory)
+cpus=""
+[ "$(nproc 2>/dev/null || echo 1)" -ge 2 ] && cpus="--cpus 0,1"
+$to "$bench" --quick --sizes 64 --subs 1 --only floors,tensorfd $cpus --fifo 1 >"$tmp/rt" 2>&1
+rc=$?
+if [ $rc -ne 0 ] && grep -q "SCHED_FIFO.*not permitted" "$tmp/rt"; then
+	ok 7 "--fifo runs # SKIP SCHED_FIFO not allowed here"
+elif [ $rc -eq 0 ] && grep -q "SCHED_FIFO" "$tmp/rt" && grep -q "tensorfd topic" "$tmp/rt"; then
+	ok 7 "--fifo runs to the end"
+else
+	echo "exit $rc" >>"$tmp/rt"
+	not_ok 7 "--fifo runs to the end" "$tmp/rt"
 fi
 exit $fail
