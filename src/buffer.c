@@ -194,10 +194,16 @@ TFD_EXPORT struct tfd_buffer *tfd_buffer_ref(struct tfd_buffer *buf)
 	return buf;
 }
 
+unsigned long buffer_orphan_gen;
+
 TFD_EXPORT struct tfd_buffer *tfd_buffer_unref(struct tfd_buffer *buf)
 {
-	if (buf && --buf->refs == 0)
+	if (!buf)
+		return NULL;
+	if (--buf->refs == 0)
 		buffer_free(buf);
+	else if (buf->refs == buf->known)
+		buffer_orphan_gen++;	/* only channels hold it now: they may forget it */
 	return NULL;
 }
 

@@ -49,6 +49,7 @@ struct tfd_channel {
 	uint64_t next_seq;
 
 	struct idmap tx_known;
+	unsigned long swept_gen;	/* buffer_orphan_gen at the last complete sweep */
 	struct idmap inflight;
 
 	struct idmap rx_bufs;
@@ -291,6 +292,20 @@ static int send_ids(struct tfd_channel *ch, uint16_t type, const uint64_t *ids, 
 	return 0;
 }
 
+/*
+ * Releases wait while a received packet is already waiting to be handled
+ * (the caller will be back for it: its fd is readable), up to RELEASE_BATCH
+ * of them, so that a consumer working through a backlog tells the producer
+ * with one packet instead of one per message. They go out as soon as
+ * nothing is waiting: before any wait, and when the last message dies.
+ */
+#define RELEASE_BATCH 64
+
+static bool ch_more_waiting(struct tfd_channel *ch)
+{
+	return ch->rxq_len || (ch->notify_open && notify_pending(&ch->notify));
+}
+
 /* Send the releases of messages that died; never blocks. */
 static void ch_flush_releases(struct tfd_channel *ch)
 {
@@ -352,7 +367,8 @@ void channel_release(struct tfd_channel *ch, struct tfd_message *msg)
 		ch->rel_cap = cap;
 	}
 	ch->rel[ch->rel_len++] = msg->rx_id;
-	ch_flush_releases(ch);
+	if (ch->rel_len >= RELEASE_BATCH || !ch_more_waiting(ch))
+		ch_flush_releases(ch);
 }
 
 static int handle_hello(struct tfd_channel *ch, struct rx_packet *pkt)
@@ -627,6 +643,9 @@ static int ch_pump(struct tfd_channel *ch, int timeout_ms, struct tfd_message **
 	for (;;) {
 		if (ch->dead)
 			return ch->dead;
+		/* about to wait, or to find nothing: releases go first */
+		if (ch->rel_len && !ch_more_waiting(ch))
+			ch_flush_releases(ch);
 		r = notify_next(&ch->notify, ms, &pkt);
 		if (r == -ECONNRESET) {
 			ch_fail(ch, r, "peer closed the channel");
@@ -672,7 +691,7 @@ TFD_EXPORT int tfd_channel_recv(struct tfd_channel *ch, int timeout_ms, struct t
 	}
 	if (ch->dead)
 		return ch->dead;
-	ch_flush_releases(ch);
+	/* releases held back while a packet waits go out in ch_pump() */
 	r = ch_pump(ch, timeout_ms, &m);
 	if (r < 0)
 		return r;
@@ -711,21 +730,29 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 {
 	struct idmap_slot *s;
 	uint64_t *ids;
+	unsigned long gen = buffer_orphan_gen;
 	size_t n = 0, i;
 	int r;
 
-	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) n++;
-	if (!n)
+	/* no buffer became an orphan since the last sweep: nothing to find */
+	if (gen == ch->swept_gen)
 		return 0;
+	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) n++;
+	if (!n) {
+		ch->swept_gen = gen;
+		return 0;
+	}
 	ids = malloc(n * sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
 	n = 0;
 	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) ids[n++] = s->key;
 	r = send_ids(ch, WIRE_FORGET, ids, n, deadline);
-	if (r == 0)
+	if (r == 0) {
 		for (i = 0; i < n; i++)
 			known_drop(idmap_del(&ch->tx_known, ids[i]));
+		ch->swept_gen = gen;
+	}
 	free(ids);
 	return r;
 }

@@ -50,6 +50,13 @@ struct tfd_buffer {
 };
 
 /*
+ * Moves whenever a buffer is left held by channels' tables only (an
+ * orphan), so that a channel sweeps its tables for buffers to forget only
+ * when one may be there, not on every send.
+ */
+extern unsigned long buffer_orphan_gen;
+
+/*
  * Check a received fd as the kind its record announced (WIRE_BUF_*) and map
  * it read-only; takes ownership of fd.
  */

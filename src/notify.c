@@ -120,6 +120,22 @@ static int uring_arm(struct notify *n)
 	return 0;
 }
 
+/*
+ * Cooperative task work: a packet that arrives while this process runs in
+ * user space no longer interrupts it with an IPI to complete the posted
+ * RECVMSG; the kernel sets IORING_SQ_TASKRUN instead, and the next peek
+ * (io_uring_peek_cqe sees the flag) or wait enters the kernel to run it.
+ * A sleeping waiter is still woken at once. Measured with tensorfd-bench on
+ * the 2-core VM, 1 subscriber spinning: one-way p50 13.9 -> 4.3 us, p99
+ * 17 -> 4.5 us; pipelined 64 B: 54-74k -> 87-93k msg/s, publisher CPU
+ * 6.8-7.8 -> 5.5 us per message; blocking latency unchanged. Kernels before
+ * 5.19 refuse the flags (EINVAL) and get a plain ring.
+ */
+static unsigned int uring_setup_flags(void)
+{
+	return IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+}
+
 static int uring_open(struct notify *n)
 {
 	struct uring_priv *u;
@@ -129,7 +145,9 @@ static int uring_open(struct notify *n)
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
-	r = io_uring_queue_init(8, &u->ring, 0);
+	r = io_uring_queue_init(8, &u->ring, uring_setup_flags());
+	if (r == -EINVAL)
+		r = io_uring_queue_init(8, &u->ring, 0);
 	if (r < 0) {
 		free(u);
 		return r;
@@ -226,6 +244,18 @@ static int uring_fd(struct notify *n)
 	return ((struct uring_priv *)n->priv)->ring.ring_fd;
 }
 
+/*
+ * A completion in the ring is a packet that next() returns at once. Only
+ * that counts: the TASKRUN flag alone may stand for work that ends in no
+ * packet, and a caller that trusted it could wait with releases unsent.
+ */
+static bool uring_pending(struct notify *n)
+{
+	struct uring_priv *u = n->priv;
+
+	return u && u->generation == fork_generation && io_uring_cq_ready(&u->ring) > 0;
+}
+
 static void uring_close(struct notify *n)
 {
 	struct uring_priv *u = n->priv;
@@ -265,6 +295,7 @@ const struct notify_ops notify_uring_ops = {
 	.open = uring_open,
 	.next = uring_next,
 	.fd = uring_fd,
+	.pending = uring_pending,
 	.close = uring_close,
 };
 

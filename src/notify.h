@@ -10,6 +10,7 @@
 #ifndef TFD_NOTIFY_H
 #define TFD_NOTIFY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -36,6 +37,9 @@ struct notify_ops {
 	 * closed; other negative errno: failure. */
 	int (*next)(struct notify *n, int timeout_ms, struct rx_packet *pkt);
 	int (*fd)(struct notify *n);
+	/* A packet was already received and next() will return it without
+	 * waiting (NULL: the backend cannot tell cheaply). */
+	bool (*pending)(struct notify *n);
 	void (*close)(struct notify *n);
 };
 
@@ -60,6 +64,11 @@ static inline int notify_next(struct notify *n, int timeout_ms, struct rx_packet
 static inline int notify_fd(struct notify *n)
 {
 	return n->ops->fd(n);
+}
+
+static inline bool notify_pending(struct notify *n)
+{
+	return n->ops && n->ops->pending && n->ops->pending(n);
 }
 
 /* Shared by the backends: the fds of SCM_RIGHTS cmsgs into pkt, closing any

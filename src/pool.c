@@ -22,6 +22,7 @@ void pool_init(struct pool *p)
 	p->bufs = NULL;
 	p->n = 0;
 	p->cap = 0;
+	p->cursor = 0;
 	p->bytes = 0;
 	p->max_buffers = DEFAULT_MAX_BUFFERS;
 	p->max_bytes = DEFAULT_MAX_BYTES;
@@ -70,19 +71,31 @@ static uint64_t round_page(uint64_t size)
 int pool_loan(struct pool *p, uint64_t size, struct tfd_buffer **ret)
 {
 	struct tfd_buffer *b, **bufs;
-	size_t i, best = SIZE_MAX;
+	size_t i, k, best = SIZE_MAX;
 	int r;
 
 	if (size == 0)
 		return tfd_fail(NULL, 0, -EINVAL, "a loan of 0 bytes");
 	size = round_page(size);
-	for (i = 0; i < p->n; i++) {
+	/*
+	 * Next fit: buffers come back in about the order they went out, so
+	 * the one after the last loan is the likeliest free one, and a free
+	 * buffer of exactly this size is a best fit that ends the search. A
+	 * deep queue (thousands of buffers) then costs one look per loan, not
+	 * a walk of the pool.
+	 */
+	for (k = 0; k < p->n; k++) {
+		i = (p->cursor + k) % p->n;
 		b = p->bufs[i];
-		if (is_free(b) && b->size >= size && b->size / 2 <= size &&
-		    (best == SIZE_MAX || b->size < p->bufs[best]->size))
+		if (!is_free(b) || b->size < size || b->size / 2 > size)
+			continue;
+		if (best == SIZE_MAX || b->size < p->bufs[best]->size)
 			best = i;
+		if (b->size == size)
+			break;
 	}
 	if (best != SIZE_MAX) {
+		p->cursor = best + 1;
 		*ret = tfd_buffer_ref(p->bufs[best]);
 		return 0;
 	}

@@ -11,6 +11,7 @@
 struct pool {
 	struct tfd_buffer **bufs;
 	size_t n, cap;
+	size_t cursor;		/* where the next loan starts looking */
 	uint64_t bytes;
 	unsigned int max_buffers;
 	uint64_t max_bytes;

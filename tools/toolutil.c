@@ -82,10 +82,10 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Nearest-rank percentile of sorted samples. */
-static uint64_t percentile(const uint64_t *v, unsigned int n, unsigned int pct)
+/* Nearest-rank percentile of sorted samples; permille: 500 is the median. */
+static uint64_t percentile(const uint64_t *v, unsigned int n, unsigned int permille)
 {
-	unsigned int rank = (unsigned int)(((uint64_t)n * pct + 99) / 100);
+	unsigned int rank = (unsigned int)(((uint64_t)n * permille + 999) / 1000);
 
 	return v[rank ? rank - 1 : 0];
 }
@@ -98,8 +98,9 @@ struct summary summarize(uint64_t *v, unsigned int n)
 	qsort(v, n, sizeof(*v), cmp_u64);
 	return (struct summary){
 		.n = n,
-		.p50 = percentile(v, n, 50),
-		.p99 = percentile(v, n, 99),
+		.p50 = percentile(v, n, 500),
+		.p99 = percentile(v, n, 990),
+		.p999 = percentile(v, n, 999),
 		.max = v[n - 1],
 	};
 }

@@ -11,7 +11,7 @@
 
 struct summary {
 	unsigned int n;
-	uint64_t p50, p99, max;	/* ns */
+	uint64_t p50, p99, p999, max;	/* ns; p999: the 99.9th percentile */
 };
 
 uint64_t now_ns(void);
