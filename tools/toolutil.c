@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Helpers shared by tensorfd-pingpong and tensorfd-fanout; see toolutil.h. */
+/* Helpers shared by tensorfd-pingpong and tensorfd-bench; see toolutil.h. */
 #include <ctype.h>
 #include <errno.h>
 #include <sched.h>
