@@ -375,6 +375,18 @@ int parse_double(const char *s, double *ret)
 	return errno || end == s || *end ? -EINVAL : 0;
 }
 
+int uint_opt(const char *what, const char *arg, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	uint64_t v;
+
+	if (parse_uint(arg, &v) < 0 || v < min || v > max) {
+		fprintf(stderr, "%s: bad %s '%s'\n", prog, what, arg);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
 int parse_uint(const char *s, uint64_t *ret)
 {
 	char *end;

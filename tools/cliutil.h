@@ -69,5 +69,7 @@ void json_string(FILE *f, const char *s);
 int parse_shape(const char *s, int64_t *shape, int *ndim);
 int parse_double(const char *s, double *ret);
 int parse_uint(const char *s, uint64_t *ret);
+/* An option's unsigned value in [min, max]; says "bad <what>" and returns -1 if not. */
+int uint_opt(const char *what, const char *arg, uint64_t min, uint64_t max, uint64_t *ret);
 
 #endif

@@ -109,10 +109,8 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "n:1st:wh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			if (parse_uint(optarg, &count) < 0 || count == 0) {
-				fprintf(stderr, "%s: bad count '%s'\n", prog, optarg);
+			if (uint_opt("count", optarg, 1, UINT64_MAX, &count) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case '1':
 			count = 1;
@@ -121,10 +119,8 @@ int main(int argc, char **argv)
 			stats = true;
 			break;
 		case 't':
-			if (parse_uint(optarg, &timeout) < 0 || timeout == 0) {
-				fprintf(stderr, "%s: bad timeout '%s'\n", prog, optarg);
+			if (uint_opt("timeout", optarg, 1, UINT64_MAX, &timeout) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'w':
 			wait = true;

@@ -247,10 +247,8 @@ int main(int argc, char **argv)
 			do_clean = true;
 			break;
 		case 't':
-			if (parse_uint(optarg, &timeout) < 0 || timeout > INT_MAX) {
-				fprintf(stderr, "%s: bad timeout '%s'\n", prog, optarg);
+			if (uint_opt("timeout", optarg, 0, INT_MAX, &timeout) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'h':
 			usage(stdout);

@@ -179,16 +179,12 @@ int main(int argc, char **argv)
 			remap[n_remap++] = optarg;
 			break;
 		case 'S':
-			if (parse_uint(optarg, &want_subs) < 0) {
-				fprintf(stderr, "%s: bad subscriber count '%s'\n", prog, optarg);
+			if (uint_opt("subscriber count", optarg, 0, UINT64_MAX, &want_subs) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'L':
-			if (parse_uint(optarg, &linger) < 0 || linger > INT_MAX) {
-				fprintf(stderr, "%s: bad linger '%s'\n", prog, optarg);
+			if (uint_opt("linger", optarg, 0, INT_MAX, &linger) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'v':
 			verbose = true;

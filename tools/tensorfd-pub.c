@@ -373,10 +373,8 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'n':
-			if (parse_uint(optarg, &count) < 0 || count == 0) {
-				fprintf(stderr, "%s: bad count '%s'\n", prog, optarg);
+			if (uint_opt("count", optarg, 1, UINT64_MAX, &count) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case '1':
 			count = 1;
@@ -385,16 +383,12 @@ int main(int argc, char **argv)
 			flags |= TFD_PUBLISHER_LATCHED;
 			break;
 		case 'S':
-			if (parse_uint(optarg, &want_subs) < 0) {
-				fprintf(stderr, "%s: bad subscriber count '%s'\n", prog, optarg);
+			if (uint_opt("subscriber count", optarg, 0, UINT64_MAX, &want_subs) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'L':
-			if (parse_uint(optarg, &linger) < 0 || linger > INT_MAX) {
-				fprintf(stderr, "%s: bad linger '%s'\n", prog, optarg);
+			if (uint_opt("linger", optarg, 0, INT_MAX, &linger) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'u':
 			if (parse_uint(optarg, &uid) < 0 || uid > UINT32_MAX || n_uids == 16) {

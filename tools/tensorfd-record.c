@@ -60,10 +60,8 @@ int main(int argc, char **argv)
 			out = optarg;
 			break;
 		case 'n':
-			if (parse_uint(optarg, &count) < 0 || count == 0) {
-				fprintf(stderr, "%s: bad count '%s'\n", prog, optarg);
+			if (uint_opt("count", optarg, 1, UINT64_MAX, &count) < 0)
 				return EXIT_USAGE;
-			}
 			break;
 		case 'd':
 			if (parse_double(optarg, &secs) < 0 || secs <= 0) {
