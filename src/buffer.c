@@ -194,7 +194,7 @@ TFD_EXPORT struct tfd_buffer *tfd_buffer_ref(struct tfd_buffer *buf)
 	return buf;
 }
 
-unsigned long buffer_orphan_gen;
+atomic_ulong buffer_orphan_gen;
 
 TFD_EXPORT struct tfd_buffer *tfd_buffer_unref(struct tfd_buffer *buf)
 {
@@ -203,7 +203,8 @@ TFD_EXPORT struct tfd_buffer *tfd_buffer_unref(struct tfd_buffer *buf)
 	if (--buf->refs == 0)
 		buffer_free(buf);
 	else if (buf->refs == buf->known)
-		buffer_orphan_gen++;	/* only channels hold it now: they may forget it */
+		/* only channels hold it now: they may forget it */
+		atomic_fetch_add_explicit(&buffer_orphan_gen, 1, memory_order_relaxed);
 	return NULL;
 }
 

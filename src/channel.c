@@ -730,7 +730,7 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 {
 	struct idmap_slot *s;
 	uint64_t *ids;
-	unsigned long gen = buffer_orphan_gen;
+	unsigned long gen = atomic_load_explicit(&buffer_orphan_gen, memory_order_relaxed);
 	size_t n = 0, i;
 	int r;
 

@@ -8,6 +8,7 @@
 #define TFD_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,7 +55,7 @@ struct tfd_buffer {
  * orphan), so that a channel sweeps its tables for buffers to forget only
  * when one may be there, not on every send.
  */
-extern unsigned long buffer_orphan_gen;
+extern atomic_ulong buffer_orphan_gen;	/* atomic: buffers of many threads */
 
 /*
  * Check a received fd as the kind its record announced (WIRE_BUF_*) and map
