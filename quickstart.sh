@@ -30,8 +30,9 @@ if [ "$mode" = demo ]; then
 	exec ./examples/demo
 fi
 set +e
-make -j"$jobs" check 2>&1 | tee check.log
-rc=$?
+# make's status, not tee's
+{ make -j"$jobs" check 2>&1; echo $? > check.rc; } | tee check.log
+rc=$(cat check.rc)
 set -e
 # automake counts every TAP line; say it the way CI readers expect
 awk '/^# PASS:/ {p=$3} /^# SKIP:/ {s=$3} /^# (FAIL|ERROR|XPASS):/ {f+=$3}

@@ -105,14 +105,18 @@ static inline int under_valgrind(void)
 }
 
 /*
- * Mappings of this process: every line of /proc/self/maps. Under valgrind,
- * whose own mappings come and go, only the kinds the library makes itself:
- * buffers (memfd, dma-buf) and io_uring rings.
+ * Mappings of this process: every line of /proc/self/maps. Under valgrind
+ * or ASan, whose own mappings come and go, only the kinds the library makes
+ * itself: buffers (memfd, dma-buf) and io_uring rings.
  */
 static inline int count_maps(void)
 {
 	FILE *f = fopen("/proc/self/maps", "re");
+#ifdef __SANITIZE_ADDRESS__
+	int only_ours = 1, n = 0;
+#else
 	int only_ours = under_valgrind(), n = 0;
+#endif
 	char line[512];
 
 	if (!f)
