@@ -504,19 +504,28 @@ static void accept_pause(struct tfd_publisher *pub, int err)
 		strerror(-err), ACCEPT_PAUSE_MS);
 }
 
-static bool listener_pending(struct tfd_publisher *pub, bool always)
+/*
+ * Whether to look at the listener and the pending connections now: always
+ * from dispatch; from publish and loan at most once a millisecond, since
+ * a poll(2) or a peek per publish would be system calls on the hot path.
+ */
+static bool look_due(struct tfd_publisher *pub, bool always)
+{
+	uint64_t now = tfd_now_ns();
+
+	if (!always && now < pub->next_accept_look)
+		return false;
+	pub->next_accept_look = now + 1000000;
+	return true;
+}
+
+static bool listener_pending(struct tfd_publisher *pub)
 {
 	struct pollfd pfd = { .fd = tfd_listener_get_fd(pub->listener), .events = POLLIN };
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 
-	uint64_t now = tfd_now_ns();
-
-	/* a poll(2) per publish would be a syscall on the hot path */
-	if (!always && now < pub->next_accept_look)
-		return false;
-	pub->next_accept_look = now + 1000000;
 	if (pub->accept_paused_until) {
-		if (now < pub->accept_paused_until)
+		if (tfd_now_ns() < pub->accept_paused_until)
 			return false;
 		pub->accept_paused_until = 0;
 		epoll_ctl(pub->epfd, EPOLL_CTL_ADD, pfd.fd, &ev);
@@ -531,12 +540,13 @@ static bool listener_pending(struct tfd_publisher *pub, bool always)
  */
 static int pub_process(struct tfd_publisher *pub, bool from_dispatch)
 {
+	bool look = look_due(pub, from_dispatch);
 	struct tfd_channel *ch;
 	size_t i;
 	int n = 0, r;
 
 	/* a failing accept4() costs a socket allocation: look first */
-	while (listener_pending(pub, from_dispatch)) {
+	while (look && listener_pending(pub)) {
 		r = tfd_listener_accept(pub->listener, 0, &ch);
 		if (r == -EAGAIN)
 			break;
@@ -552,7 +562,7 @@ static int pub_process(struct tfd_publisher *pub, bool from_dispatch)
 		if (serve_new(pub, ch) > 0)
 			n++;
 	}
-	if (pub->n_pending) {
+	if (look && pub->n_pending) {
 		r = pending_process(pub);
 		if (r > 0)
 			n += r;
