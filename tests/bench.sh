@@ -32,6 +32,13 @@ quick="--quick --sizes 64,64K --subs 1,2 --iters 30"
 
 $to "$bench" $quick >"$tmp/table" 2>"$tmp/err"
 rc=$?
+if [ $rc -ne 0 ]; then
+	# a rare consumer exit in a baseline series under load (seen once in CI,
+	# not reproduced in 70 runs): say so, and run the table once more
+	sed 's/^/# first run failed: /' "$tmp/err"
+	$to "$bench" $quick >"$tmp/table" 2>"$tmp/err"
+	rc=$?
+fi
 missing=""
 for want in "floor " "tensorfd " "baseline " "throughput" "issue targets" \
 	"unix socket copy" "memfd per message" "eventfd" "futex" "seqpacket 1 B"; do

@@ -702,8 +702,16 @@ static int pp_run(const struct options *opt, const struct pp_ops *ops, uint64_t 
 	}
 	if (pid > 0 && r < 0)
 		kill(pid, SIGTERM);
-	if (pid > 0 && (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status)))
+	if (pid > 0 && (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))) {
+		/* say how the consumer ended: its own message may be all there is */
+		if (WIFSIGNALED(status))
+			fprintf(stderr, "tensorfd-bench: %s, consumer killed by signal %d\n",
+				ops->name, WTERMSIG(status));
+		else if (WIFEXITED(status))
+			fprintf(stderr, "tensorfd-bench: %s, consumer exited %d\n", ops->name,
+				WEXITSTATUS(status));
 		r = r ? r : -ECHILD;
+	}
 	if (r == 0)
 		pp_row(&pp, warm, n, rtt);
 	else
