@@ -11,7 +11,7 @@ case $mode in demo|test) ;; *) echo "usage: sh quickstart.sh demo|test" >&2; exi
 cd "$(dirname "$0")"
 
 deps="build-essential autoconf automake libtool pkg-config liburing-dev libdrm-dev mandoc cppcheck
-	libzmq3-dev python3-dev python3-pytest python3-numpy python3-torch"
+	libzmq3-dev python3-dev python3-pytest python3-numpy python3-torch python3-venv"
 if [ -z "${TFD_NO_APT:-}" ] && command -v apt-get >/dev/null; then
 	sudo=""
 	[ "$(id -u)" = 0 ] || sudo="sudo"

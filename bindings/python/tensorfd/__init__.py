@@ -26,6 +26,7 @@ from ._tensorfd import (  # noqa: F401
     MAX_USER_DATA,
     Message,
     Publisher,
+    __version__,
     runtime_dir,
     topic_path,
 )
