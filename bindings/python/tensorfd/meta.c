@@ -58,8 +58,14 @@ int meta_add(struct meta *m, const char *key, PyObject *v)
 	} else if (PyLong_Check(v)) {
 		tag = 'i';
 		x.i = PyLong_AsLongLong(v);
-		if (x.i == -1 && PyErr_Occurred())
+		if (x.i == -1 && PyErr_Occurred()) {
+			if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+				PyErr_Clear();
+				PyErr_Format(PyExc_OverflowError,
+					     "metadata '%s': int %R does not fit in 64 bits", key, v);
+			}
 			return -1;
+		}
 	} else if (PyFloat_Check(v)) {
 		tag = 'f';
 		x.f = PyFloat_AS_DOUBLE(v);

@@ -290,6 +290,16 @@ static PyObject *publisher_empty(PublisherObject *self, PyObject *args, PyObject
 }
 
 /* Name src in msg: in place when it lies in a loan, else copied once into one. */
+/* A bad name or layout is a bad value, as elsewhere in Python (ValueError);
+ * anything else the library said is an OSError. */
+static void raise_add(int r)
+{
+	if (r == -EINVAL || r == -EEXIST)
+		PyErr_SetString(PyExc_ValueError, tfd_last_error());
+	else
+		raise_tfd(r);
+}
+
 static int attach(PublisherObject *self, struct tfd_message *msg, const char *name,
 		  const struct src_tensor *src)
 {
@@ -309,7 +319,7 @@ static int attach(PublisherObject *self, struct tfd_message *msg, const char *na
 	if (loan) {
 		l.byte_offset = (uint64_t)(src->data - loan->base);
 		r = tfd_message_add_tensor(msg, name, loan->buf, &l);
-		return r < 0 ? (raise_tfd(r), -1) : 0;
+		return r < 0 ? (raise_add(r), -1) : 0;
 	}
 	if (self->zero_copy) {
 		raise_errno(-EXDEV, "tensor is not in memory from Publisher.empty() and the "
@@ -332,7 +342,7 @@ static int attach(PublisherObject *self, struct tfd_message *msg, const char *na
 	r = tfd_message_add_tensor(msg, name, b, &l);
 	tfd_buffer_unref(b);
 	if (r < 0) {
-		raise_tfd(r);
+		raise_add(r);
 		return -1;
 	}
 	self->copied++;

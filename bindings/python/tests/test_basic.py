@@ -124,8 +124,13 @@ def test_metadata(pair):
         msg.missing
     with pytest.raises(ValueError, match="4096|limited"):
         pub.send(big="x" * 5000)
-    with pytest.raises(OverflowError):
+    with pytest.raises(OverflowError, match="'huge'"):
         pub.send(huge=2**64)
+    # a bad tensor name is a bad value, like the others, and says why
+    with pytest.raises(ValueError, match="tensor name"):
+        pub.send({"bad name": np.zeros(4, dtype=np.float32)})
+    with pytest.raises(ValueError, match="tensor name"):
+        pub.send({"x" * 300: np.zeros(4, dtype=np.float32)})
     with pytest.raises(TypeError, match="send torch tensors"):
         pub.send(bad=object())
     # numpy scalars are metadata too
