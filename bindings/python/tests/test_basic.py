@@ -325,6 +325,46 @@ def test_asyncio_recv(pair):
     assert asyncio.run(main()) == (1, 2)
 
 
+def test_async_for_survives_publisher_restart(topic):
+    """async for keeps receiving across a publisher restart; attaches counts it."""
+    from conftest import wait_subscribers
+
+    async def main(sub, pubs):
+        loop = asyncio.get_running_loop()
+        got = []
+
+        def restart():
+            pubs[0].close()
+            pubs[0] = tensorfd.Publisher(topic)
+            feed()
+
+        def feed():
+            # the new publisher takes the re-attach in, then publishes
+            pubs[0].dispatch(0)
+            if pubs[0].stats()["subscribers"] < 1:
+                loop.call_later(0.02, feed)
+            else:
+                pubs[0].send(n=2)
+
+        loop.call_later(0.05, lambda: pubs[0].send(n=1))
+        async for m in sub:
+            got.append(m.n)
+            if len(got) == 1:
+                loop.call_later(0.05, restart)
+            else:
+                return got
+
+    pubs = [tensorfd.Publisher(topic)]
+    with tensorfd.Subscriber(topic) as sub:
+        wait_subscribers(pubs[0], 1)
+        try:
+            got = asyncio.run(asyncio.wait_for(main(sub, pubs), 30))
+        finally:
+            pubs[0].close()
+        assert got == [1, 2]
+        assert sub.stats()["attaches"] == 2
+
+
 def test_send_order_and_seq(pair):
     pub, sub = pair
     seqs = [pub.send(i=i, x=np.full(3, i)) for i in range(5)]
