@@ -19,7 +19,8 @@ import zipfile
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(HERE, "tensorfd")
-SOURCES = ["module.c", "convert.c", "meta.c", "publisher.c", "message.c", "subscriber.c"]
+SOURCES = ["module.c", "convert.c", "meta.c", "publisher.c", "message.c", "subscriber.c",
+           "guard.c"]
 
 
 def _pkg_config(*args):

@@ -87,6 +87,7 @@ int meta_add(struct meta *m, const char *key, PyObject *v);
 PyObject *meta_decode(const char *p, size_t len);
 
 /* --- message.c --- */
-PyObject *message_wrap(struct tfd_message *m, enum kind kind);
+PyObject *message_wrap(struct tfd_message *m, enum kind kind, bool writable);
+void write_guard_install(void);
 
 #endif

@@ -252,7 +252,8 @@ def test_copy_on_write(topic):
     """A receiver's writes reach neither the publisher, nor another
     subscriber, nor the next message over the same buffer."""
     with tensorfd.Publisher(topic, max_buffers=1) as pub, \
-            tensorfd.Subscriber(topic) as writer, tensorfd.Subscriber(topic) as reader:
+            tensorfd.Subscriber(topic, writable=True) as writer, \
+            tensorfd.Subscriber(topic) as reader:
         from conftest import wait_subscribers
 
         wait_subscribers(pub, 2)
@@ -290,6 +291,42 @@ def test_numpy_views_are_read_only(pair):
         a[0] = 1
     with pytest.raises(ValueError):
         a.flags.writeable = True
+
+
+def test_torch_views_are_read_only_by_default(pair):
+    """The default torch view is the shared mapping (no private mmap); a
+    write into it stops the interpreter with tensorfd's reason, not a bare
+    segmentation fault."""
+    import signal
+    import subprocess
+    import sys
+
+    pub, sub = pair
+    pub.send(t=torch.arange(1024, dtype=torch.float32))
+    msg = sub.recv(timeout=5)
+    t = msg["t"]
+    assert msg.get("t", writable=True).data_ptr() != t.data_ptr()
+    assert torch.equal(t, torch.arange(1024, dtype=torch.float32))
+    # the write itself, in a child interpreter of its own
+    code = (
+        "import time, torch, tensorfd\n"
+        "with tensorfd.Publisher('ro/w') as p, tensorfd.Subscriber('ro/w') as s:\n"
+        "    end = time.monotonic() + 20\n"
+        "    while p.stats()['subscribers'] < 1 and time.monotonic() < end:\n"
+        "        p.dispatch(0.01)\n"
+        "    p.send(x=torch.ones(4096))\n"
+        "    x = s.recv(timeout=10)['x']\n"
+        "    print('writing', flush=True)\n"
+        "    x[0] = 5\n"
+        "    print('wrote')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "writing" in r.stdout and "wrote" not in r.stdout, r.stdout + r.stderr
+    if os.environ.get("LD_PRELOAD"):
+        # a sanitizer runtime's SEGV handler (chained after ours) ends it its own way
+        assert r.returncode != 0, (r.returncode, r.stderr)
+    else:
+        assert r.returncode == -signal.SIGSEGV, (r.returncode, r.stderr)
+    assert "read-only view" in r.stderr and ".clone()" in r.stderr, r.stderr
 
 
 def test_many_subscribers_in_process(topic):
