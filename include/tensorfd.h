@@ -21,8 +21,13 @@
 extern "C" {
 #endif
 
+/* The release these headers belong to; tfd_version() says which library runs. */
 #define TFD_VERSION_MAJOR	0
-#define TFD_VERSION_MINOR	1
+#define TFD_VERSION_MINOR	3
+#define TFD_VERSION_MICRO	0
+#define TFD_MAKE_VERSION(major, minor, micro)	((major) * 10000 + (minor) * 100 + (micro))
+#define TFD_VERSION \
+	TFD_MAKE_VERSION(TFD_VERSION_MAJOR, TFD_VERSION_MINOR, TFD_VERSION_MICRO)
 
 /* Limits; a peer that exceeds them is refused. */
 #define TFD_MAX_NDIM		32
@@ -338,6 +343,7 @@ enum tfd_log_level {
 typedef void (*tfd_log_fn)(int level, const char *msg, void *userdata);
 void tfd_set_log_fn(tfd_log_fn fn, void *userdata);
 const char *tfd_last_error(void);
+unsigned int tfd_version(void);
 
 /* Helpers for __attribute__((cleanup)). */
 static inline void tfd_buffer_unrefp(struct tfd_buffer **p)
