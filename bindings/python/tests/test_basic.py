@@ -469,3 +469,61 @@ def test_unaligned_elements(pair):
     np.testing.assert_array_equal(msg.get("odd", kind="numpy"), odd)
     with pytest.raises(ValueError, match="aligned"):
         msg.get("odd", kind="torch")
+
+
+class _Capsule:
+    """An object with __dlpack__ over bytes, with any DLPack dtype: a tensor
+    no numpy or torch would make (sub-byte elements)."""
+
+    def __init__(self, data, code, bits, lanes, shape):
+        import ctypes
+
+        class DLDevice(ctypes.Structure):
+            _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int)]
+
+        class DLDataType(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8),
+                        ("lanes", ctypes.c_uint16)]
+
+        class DLTensor(ctypes.Structure):
+            _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice),
+                        ("ndim", ctypes.c_int), ("dtype", DLDataType),
+                        ("shape", ctypes.POINTER(ctypes.c_int64)),
+                        ("strides", ctypes.POINTER(ctypes.c_int64)),
+                        ("byte_offset", ctypes.c_uint64)]
+
+        class DLManagedTensor(ctypes.Structure):
+            _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p),
+                        ("deleter", ctypes.c_void_p)]
+
+        self._buf = ctypes.create_string_buffer(data, len(data))
+        self._shape = (ctypes.c_int64 * len(shape))(*shape)
+        self._mt = DLManagedTensor()
+        t = self._mt.dl_tensor
+        t.data = ctypes.cast(self._buf, ctypes.c_void_p)
+        t.device = DLDevice(1, 0)
+        t.ndim = len(shape)
+        t.dtype = DLDataType(code, bits, lanes)
+        t.shape = self._shape
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._new = new
+
+    def __dlpack__(self, stream=None):
+        import ctypes
+
+        return self._new(ctypes.addressof(self._mt), b"dltensor", None)
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+def test_sub_byte_dtype_follows_the_library_rule(pair):
+    """A tensor the library cannot size (4-bit elements: bits x lanes must
+    make whole bytes) is refused with the library's reason, before anything
+    is copied: the binding sizes tensors with tfd_layout_span, not a rule of
+    its own."""
+    pub, _ = pair
+    with pytest.raises(ValueError, match="not whole bytes"):
+        pub.send(nibbles=_Capsule(b"\x12\x34\x56\x78", 0, 4, 1, (8,)))
