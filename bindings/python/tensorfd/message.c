@@ -69,8 +69,6 @@ static int msg_check(MessageObject *self)
 PyObject *message_wrap(struct tfd_message *m, enum kind kind, bool writable)
 {
 	MessageObject *self = PyObject_New(MessageObject, &MessageType);
-	size_t len;
-	const void *u;
 
 	if (!self) {
 		tfd_message_unref(m);
@@ -80,8 +78,7 @@ PyObject *message_wrap(struct tfd_message *m, enum kind kind, bool writable)
 	self->kind = kind;
 	self->writable = writable;
 	self->cache = PyDict_New();
-	u = tfd_message_get_user_data(m, &len);
-	self->meta = len ? meta_decode(u, len) : NULL;
+	self->meta = meta_dict(m);
 	if (!self->meta)
 		self->meta = PyDict_New();
 	if (!self->cache || !self->meta) {
@@ -353,6 +350,16 @@ static PyObject *message_get_timestamp(MessageObject *self, void *unused)
 		       : PyLong_FromUnsignedLongLong(tfd_message_timestamp(self->msg));
 }
 
+static PyObject *message_get_capture_time(MessageObject *self, void *unused)
+{
+	uint64_t ns;
+
+	if (msg_check(self) < 0)
+		return NULL;
+	ns = tfd_message_capture_time(self->msg);
+	return ns ? PyLong_FromUnsignedLongLong(ns) : Py_NewRef(Py_None);
+}
+
 static PyObject *message_get_metadata(MessageObject *self, void *unused)
 {
 	return PyDict_Copy(self->meta);
@@ -409,6 +416,9 @@ static PyGetSetDef message_getset[] = {
 	{ "timestamp", (getter)message_get_timestamp, NULL,
 	  "When it was published: CLOCK_MONOTONIC nanoseconds.", NULL },
 	{ "metadata", (getter)message_get_metadata, NULL, "The metadata values, a dict.", NULL },
+	{ "capture_time", (getter)message_get_capture_time, NULL,
+	  "When the data was captured (CLOCK_MONOTONIC ns, as the producer set it with\n"
+	  "tfd_message_set_capture_time), or None.", NULL },
 	{ "user_data", (getter)message_get_user_data, NULL,
 	  "The raw user data bytes (tfd_message_get_user_data(3)).", NULL },
 	{ NULL },

@@ -439,7 +439,7 @@ def test_metadata_decoder_survives_garbage(pair):
         d = tensorfd._tensorfd._decode_metadata(bytes(b))
         assert d is None or isinstance(d, dict)
     for _ in range(300):
-        blob = b"TFP1" + bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+        blob = b"TFM1" + bytes(8) + bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
         tensorfd._tensorfd._decode_metadata(blob)
 
 
@@ -527,3 +527,36 @@ def test_sub_byte_dtype_follows_the_library_rule(pair):
     pub, _ = pair
     with pytest.raises(ValueError, match="not whole bytes"):
         pub.send(nibbles=_Capsule(b"\x12\x34\x56\x78", 0, 4, 1, (8,)))
+
+
+def test_metadata_c_python_c(topic):
+    """Typed metadata is one format: a C publisher's values (every type)
+    arrive in Python as they were set, and Python sends them on to a C
+    subscriber that finds them, types and order intact."""
+    import subprocess
+
+    peer = os.path.join(os.environ.get("top_builddir", "."), "tests", "meta-peer")
+    if not os.path.exists(peer):
+        pytest.skip("tests/meta-peer was not built (make check builds it)")
+    c_pub = subprocess.Popen([peer, "pub", topic + "/c"])
+    try:
+        with tensorfd.Subscriber(topic + "/c") as sub:
+            msg = sub.recv(timeout=30)
+    finally:
+        assert c_pub.wait(timeout=30) == 0
+    assert msg.metadata == {"frame": -7, "exposure_s": 0.0125, "keyframe": True,
+                            "frame_id": "cam/\u00e9", "calib": b"\0\1\2", "none": None}
+    assert list(msg.metadata) == ["frame", "exposure_s", "keyframe", "frame_id", "calib",
+                                  "none"]
+    assert msg.capture_time == 1234567890123
+    with tensorfd.Publisher(topic + "/py", latched=True) as pub:
+        pub.send(msg.metadata)
+        c_sub = subprocess.Popen([peer, "sub", topic + "/py"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        import time
+
+        end = time.monotonic() + 30
+        while c_sub.poll() is None and time.monotonic() < end:
+            pub.dispatch(0.01)
+        out = c_sub.communicate(timeout=30)[0]
+    assert c_sub.returncode == 0, out
