@@ -104,8 +104,11 @@ static int bound_check(struct tfd_listener *l, int mode)
 		r = tfd_fail(NULL, 0, -EEXIST, "%s was replaced by %s of uid %u", l->path,
 			     file_kind(st.st_mode), st.st_uid);
 	else if (mode >= 0 && (st.st_mode & 07777) != (mode_t)mode &&
-		 (r = fd_chmod(fd, (mode_t)mode)) < 0)
-		tfd_fail(NULL, 0, r, "setting the mode of %s: %s", l->path, strerror(-r));
+		 fd_chmod(fd, (mode_t)mode) < 0 &&
+		 /* no /proc: by name, still never through a link */
+		 fchmodat(l->dirfd, l->name, (mode_t)mode, AT_SYMLINK_NOFOLLOW) < 0)
+		r = tfd_fail(NULL, 0, -errno, "setting the mode of %s: %s", l->path,
+			     strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	if (r == 0) {
@@ -142,10 +145,9 @@ int listener_new_at(int dirfd, const char *name, const char *path, int mode,
 		r = l->fd < 0 ? tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno)) : -ENOMEM;
 		goto fail;
 	}
-	if (mode >= 0 && fchmod(l->fd, (mode_t)mode) < 0) {
-		r = tfd_fail(NULL, 0, -errno, "fchmod on a socket: %s", strerror(errno));
-		goto fail;
-	}
+	/* where the kernel ignores it, bound_check() still sets the mode */
+	if (mode >= 0)
+		(void)fchmod(l->fd, (mode_t)mode);
 	r = fd_address(dirfd, name, path, &sa, &len);
 	if (r < 0)
 		goto fail;

@@ -20,18 +20,29 @@
 
 /*
  * chmod through a descriptor: fchmod, or for an O_PATH one the file it
- * names through /proc (no link is resolved again either way).
+ * names through /proc, or without /proc a directory reopened as "." (no
+ * link is resolved again in any of them).
  */
 int fd_chmod(int fd, mode_t mode)
 {
 	char proc[32];
+	int dir, r;
 
 	if (fchmod(fd, mode) == 0)
 		return 0;
 	if (errno != EBADF)
 		return -errno;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-	return chmod(proc, mode) < 0 ? -errno : 0;
+	if (chmod(proc, mode) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -errno;
+	dir = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return -errno;
+	r = fchmod(dir, mode) < 0 ? -errno : 0;
+	close(dir);
+	return r;
 }
 
 /*

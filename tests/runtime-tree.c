@@ -107,6 +107,53 @@ static void symlink_race(void)
 	unlink(victim);
 }
 
+/*
+ * A subscriber trusts one other user's topic tree, not a socket a third
+ * user put into it: uid 4242 listens in nobody's sticky cam2/.
+ */
+static void third_user(void)
+{
+	char cam[PATH_MAX], sock[PATH_MAX];
+	struct tfd_subscriber *sub = NULL;
+	struct tfd_subscriber_stats st = { .connected = true };
+	int fds0 = count_fds(), ctl[2], r;
+	pid_t pid;
+	char c;
+
+	snprintf(cam, sizeof(cam), "%s/cam2", rundir);
+	tfd_topic_path("cam2/front", sock, sizeof(sock));
+	nobody_mkdir(cam);
+	chmod(cam, 01777);
+	if (pipe2(ctl, O_CLOEXEC) < 0)
+		return;
+	pid = fork();
+	if (pid == 0) {
+		struct tfd_listener *l = NULL;
+
+		close(ctl[0]);
+		if (setgroups(0, NULL) < 0 || setgid(4242) < 0 || setuid(4242) < 0 ||
+		    tfd_listener_new(sock, &l) < 0)
+			_exit(1);
+		if (write(ctl[1], "r", 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	close(ctl[1]);
+	r = read(ctl[0], &c, 1) == 1 ? tfd_subscriber_new("cam2/front", 0, &sub) : -1;
+	tfd_subscriber_get_stats(sub, &st);
+	ok(r == 0 && !st.connected && strstr(tfd_subscriber_strerror(sub), "uid 4242"),
+	   "a socket of uid 4242 in a directory of uid %d is not trusted: connected %d (%s)",
+	   NOBODY, st.connected, sub ? tfd_subscriber_strerror(sub) : "no subscriber");
+	tfd_subscriber_unref(sub);
+	kill(pid, SIGKILL);
+	wait_child(pid);
+	close(ctl[0]);
+	unlink(sock);
+	rmdir(cam);
+	ok(count_fds() == fds0, "no fd leaked");
+}
+
 /* Directories that others can write without the sticky bit, and links on the way. */
 static void unsafe_trees(void)
 {
@@ -115,6 +162,7 @@ static void unsafe_trees(void)
 	struct tfd_subscriber *sub = NULL;
 	struct tfd_subscriber_stats st;
 	int fds0 = count_fds(), r;
+	mode_t old_umask;
 
 	chmod(rundir, 0777);
 	r = tfd_publisher_new("open", 0, &pub);
@@ -123,9 +171,13 @@ static void unsafe_trees(void)
 	tfd_publisher_unref(pub);
 	pub = NULL;
 	chmod(rundir, 01777);
+	/* the mode is set on the socket and through a descriptor: a umask does not narrow it */
+	old_umask = umask(027);
 	r = tfd_publisher_new("open", 0, &pub);
+	umask(old_umask);
 	ok(r == 0 && (mode_of(tfd_publisher_path(pub)) & 0777) == 0666,
-	   "a 1777 one is shared: socket mode 0%o", mode_of(pub ? tfd_publisher_path(pub) : "/") & 0777);
+	   "a 1777 one is shared: socket mode 0%o under umask 027",
+	   mode_of(pub ? tfd_publisher_path(pub) : "/") & 0777);
 	tfd_publisher_unref(pub);
 	pub = NULL;
 	r = tfd_publisher_new("team/x", 0, &pub);
@@ -244,9 +296,12 @@ int main(void)
 		skip("not root: cannot play another user");
 		skip("not root: cannot play another user");
 		skip("not root: cannot play another user");
+		skip("not root: cannot play another user");
+		skip("not root: cannot play another user");
 	} else {
 		chmod(rundir, 01777);
 		symlink_race();
+		third_user();
 	}
 	unsafe_trees();
 	rm_tree(rundir);
