@@ -71,7 +71,8 @@ static int name_taken(struct tfd_listener *l)
 		r = tfd_fail(NULL, 0, -EEXIST,
 			     "%s is %s of uid %u, not a socket: left alone%s", l->path,
 			     file_kind(st.st_mode), st.st_uid,
-			     S_ISLNK(st.st_mode) ? " (links are neither followed nor removed)" : "");
+			     S_ISLNK(st.st_mode) ? " (links are neither followed nor removed)"
+						 : "");
 	} else if (socket_is_live(fd, l->path)) {
 		r = tfd_fail(NULL, 0, -EADDRINUSE, "%s is the socket of a live listener (uid %u)",
 			     l->path, st.st_uid);

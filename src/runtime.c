@@ -75,9 +75,9 @@ static int dir_open(int dirfd, const char *dir, const char *shown, mode_t mode, 
 				r ? " (links are not followed)" : "");
 	}
 	/* ours, just made: a descriptor, so whatever took its name meanwhile is left alone */
-	if (made && (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (r = fd_chmod(fd, mode)) < 0)) {
+	if (made && (fstat(fd, &st) < 0 || st.st_uid != geteuid() || fd_chmod(fd, mode) < 0)) {
 		close(fd);
-		return tfd_fail(err, errlen, -EPERM, "cannot set the mode of %s", shown);
+		return tfd_fail(err, errlen, -EPERM, "cannot set the mode of %s, just made", shown);
 	}
 	return fd;
 }
@@ -212,8 +212,8 @@ static int dir_check(int fd, const char *shown, unsigned int how, struct topic_p
 	if (st.st_uid != me && st.st_uid != 0) {
 		if (how & (TOPIC_CREATE | TOPIC_SAME_USER))
 			return tfd_fail(err, errlen, -EPERM,
-					"%s is owned by uid %u, not by this process's uid %u or root: "
-					"its owner could replace the topic's socket",
+					"%s is owned by uid %u, not by this process's uid %u "
+					"or root: its owner could replace the topic's socket",
 					shown, st.st_uid, me);
 		if (p->other != (uid_t)-1 && p->other != st.st_uid)
 			return tfd_fail(err, errlen, -EPERM,
@@ -323,8 +323,8 @@ int fd_address(int fd, const char *name, const char *path, struct sockaddr_un *s
  * Open a topic's socket to connect to it: a socket (a link is not
  * followed) in a trusted tree, owned by us, root or the tree's one other
  * user (TOPIC_SAME_USER: by us, else -EACCES and *foreign, the answer
- * SO_PEERCRED would give after connecting). An O_PATH descriptor, and in via an address that reaches exactly that
- * file.
+ * SO_PEERCRED would give after connecting). An O_PATH descriptor, and in
+ * via an address that reaches exactly that file.
  */
 int topic_socket_open(const char *topic, unsigned int how, char *err, size_t errlen,
 		      struct sockaddr_un *via, socklen_t *vialen, bool *foreign)

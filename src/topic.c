@@ -683,7 +683,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 	if (r < 0)
 		goto fail;
 	snprintf(pub->topic, sizeof(pub->topic), "%s", topic);
-	/* directories we or root own, not links; the socket's mode follows the runtime directory's */
+	/* directories we or root own, not links; the socket's mode is the runtime directory's */
 	r = topic_place_open(topic, TOPIC_CREATE, NULL, 0, &place);
 	if (r < 0)
 		goto fail;
@@ -1030,8 +1030,9 @@ static int sub_attach(struct tfd_subscriber *sub)
 		return -ENOENT;
 	sub->next_attempt = now + ATTACH_RETRY_MS * 1000000ull;
 	/* the socket itself, reached without links through a tree we trust */
-	fd = topic_socket_open(sub->topic, sub->flags & TFD_SUBSCRIBER_SAME_USER ? TOPIC_SAME_USER : 0,
-			       err, sizeof(err), &via, &vialen, &foreign);
+	fd = topic_socket_open(sub->topic,
+			       sub->flags & TFD_SUBSCRIBER_SAME_USER ? TOPIC_SAME_USER : 0, err,
+			       sizeof(err), &via, &vialen, &foreign);
 	if (fd < 0) {
 		if (fd != -ENOENT)
 			snprintf(sub->err, sizeof(sub->err), "%s", err);
