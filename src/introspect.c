@@ -78,17 +78,24 @@ static int connect_topic(const char *topic, const char *path)
 {
 	struct sockaddr_un sa;
 	socklen_t len;
-	int fd, r;
+	int fd, pathfd, r;
 
-	r = unix_address(path, &sa, &len);
-	if (r < 0)
-		return r;
+	/* the socket itself, reached without links through a tree we trust */
+	pathfd = topic_socket_open(topic, 0, NULL, 0, &sa, &len, NULL);
+	if (pathfd < 0)
+		return pathfd == -ENOENT ? tfd_fail(NULL, 0, -ENOENT, "no topic %s (no socket %s)",
+						    topic, path)
+					 : pathfd;
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, len) == 0)
+	if (fd < 0) {
+		r = -errno;
+		close(pathfd);
+		return tfd_fail(NULL, 0, r, "socket: %s", strerror(-r));
+	}
+	r = connect(fd, (struct sockaddr *)&sa, len) == 0 ? 0 : -errno;
+	close(pathfd);
+	if (r == 0)
 		return fd;
-	r = -errno;
 	close(fd);
 	switch (r) {
 	case -ENOENT:

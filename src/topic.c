@@ -662,8 +662,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	struct tfd_publisher *pub;
-	char dir[PATH_MAX];
-	struct stat st;
+	struct topic_place place;
 	int r;
 
 	if (!ret || (flags & ~(TFD_PUBLISHER_LATCHED | TFD_PUBLISHER_ZERO_COPY)))
@@ -684,18 +683,17 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 	if (r < 0)
 		goto fail;
 	snprintf(pub->topic, sizeof(pub->topic), "%s", topic);
-	r = topic_make_dirs(pub->path);
+	/* directories we or root own, not links; the socket's mode is the runtime directory's */
+	r = topic_place_open(topic, TOPIC_CREATE, NULL, 0, &place);
 	if (r < 0)
 		goto fail;
-	r = tfd_listener_new(pub->path, &pub->listener);
+	r = listener_new_at(place.dirfd, place.name, pub->path, (int)(place.mode & 0666),
+			    &pub->listener);
 	if (r < 0) {
 		if (r == -EADDRINUSE)
 			tfd_fail(NULL, 0, r, "topic %s already has a live publisher", topic);
 		goto fail;
 	}
-	/* the socket's mode follows the runtime directory's */
-	if (tfd_runtime_dir(dir, sizeof(dir)) >= 0 && stat(dir, &st) == 0)
-		chmod(pub->path, st.st_mode & 0666);
 	pub->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (pub->epfd < 0 ||
 	    epoll_ctl(pub->epfd, EPOLL_CTL_ADD, tfd_listener_get_fd(pub->listener), &ev) < 0) {
@@ -1022,12 +1020,29 @@ static int sub_attach(struct tfd_subscriber *sub)
 	struct epoll_event ev = { .events = EPOLLIN };
 	uint64_t now = tfd_now_ns(), drain;
 	struct tfd_channel *ch;
+	struct sockaddr_un via;
+	socklen_t vialen;
+	bool foreign = false;
+	char err[256];
 	int r, fd;
 
 	if (now < sub->next_attempt)
 		return -ENOENT;
 	sub->next_attempt = now + ATTACH_RETRY_MS * 1000000ull;
-	r = tfd_channel_connect(sub->path, &ch);
+	/* the socket itself, reached without links through a tree we trust */
+	fd = topic_socket_open(sub->topic,
+			       sub->flags & TFD_SUBSCRIBER_SAME_USER ? TOPIC_SAME_USER : 0, err,
+			       sizeof(err), &via, &vialen, &foreign);
+	if (fd < 0) {
+		if (fd != -ENOENT)
+			snprintf(sub->err, sizeof(sub->err), "%s", err);
+		/* a socket of another user: as final as SO_PEERCRED's answer below */
+		if (foreign)
+			sub->refused = -EACCES;
+		return fd;
+	}
+	r = tfd_channel_connect(via.sun_path, &ch);
+	close(fd);
 	if (r < 0)
 		return r;
 	if (sub->flags & TFD_SUBSCRIBER_SAME_USER) {

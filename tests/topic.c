@@ -256,19 +256,19 @@ static void socket_modes(void)
 	tfd_publisher_unref(pub2);
 
 	/* a shared runtime directory: everyone may connect (credentials decide) */
-	chmod(rundir, 0777);
+	chmod(rundir, 01777);
 	pub = NULL;
 	r = tfd_publisher_new("shared", 0, &pub);
 	if (r == 0)
 		r = stat(tfd_publisher_path(pub), &st);
-	ok(r == 0 && (st.st_mode & 0777) == 0666, "0777 runtime directory: socket mode 0%o",
+	ok(r == 0 && (st.st_mode & 0777) == 0666, "1777 runtime directory: socket mode 0%o",
 	   st.st_mode & 0777);
 	tfd_publisher_unref(pub);
 	pub = NULL;
 	snprintf(dir, sizeof(dir), "%s/shared2", rundir);
 	r = tfd_publisher_new("shared2/x", 0, &pub);
 	ok(r == 0 && (mode_of(dir) & 0011) == 0011,
-	   "0777 runtime directory: the topic's subdirectory lets others reach the socket (0%o)",
+	   "1777 runtime directory: the topic's subdirectory lets others reach the socket (0%o)",
 	   mode_of(dir) & 07777);
 	tfd_publisher_unref(pub);
 	chmod(rundir, 0700);
