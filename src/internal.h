@@ -144,6 +144,7 @@ void idmap_free(struct idmap *m);
 
 /* --- topics (runtime.c) --- */
 int topic_check(const char *topic);
+const char *topic_name(const char *topic);
 
 /* How a walk to a topic's socket trusts the tree (topic_place_open). */
 enum {

@@ -237,6 +237,7 @@ TFD_EXPORT int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_top
 	if (!ret || timeout_ms < -1)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_topic_query");
 	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	topic = topic_name(topic);
 	r = tfd_topic_path(topic, path, sizeof(path));
 	if (r < 0)
 		return r;

@@ -30,13 +30,20 @@ struct tfd_listener {
 	pid_t owner;	/* a forked child must not remove its parent's socket */
 };
 
-/* Is someone listening on the socket file fd (O_PATH)? A refused connect means a stale file. */
-static bool socket_is_live(int fd, const char *path)
+/*
+ * Is someone listening on the socket file fd (O_PATH)? A refused connect
+ * means a stale file. *pid: the listener's pid when the connection got
+ * through (SO_PEERCRED of a listening socket is its creator's), else 0.
+ */
+static bool socket_is_live(int fd, const char *path, pid_t *pid)
 {
+	struct ucred uc = { 0 };
+	socklen_t uclen = sizeof(uc);
 	struct sockaddr_un sa;
 	socklen_t len;
 	int s, r;
 
+	*pid = 0;
 	if (fd_address(fd, NULL, path, &sa, &len) < 0)
 		return true;
 	s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -47,6 +54,8 @@ static bool socket_is_live(int fd, const char *path)
 		close(s);
 		return false;
 	}
+	if (r == 0 && getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &uclen) == 0)
+		*pid = uc.pid;
 	close(s);
 	return true;
 }
@@ -59,6 +68,7 @@ static bool socket_is_live(int fd, const char *path)
 static int name_taken(struct tfd_listener *l)
 {
 	struct stat st, now;
+	pid_t pid;
 	int fd, r;
 
 	fd = openat(l->dirfd, l->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -73,9 +83,13 @@ static int name_taken(struct tfd_listener *l)
 			     file_kind(st.st_mode), st.st_uid,
 			     S_ISLNK(st.st_mode) ? " (links are neither followed nor removed)"
 						 : "");
-	} else if (socket_is_live(fd, l->path)) {
-		r = tfd_fail(NULL, 0, -EADDRINUSE, "%s is the socket of a live listener (uid %u)",
-			     l->path, st.st_uid);
+	} else if (socket_is_live(fd, l->path, &pid)) {
+		r = pid ? tfd_fail(NULL, 0, -EADDRINUSE,
+				   "%s is the socket of a live listener, pid %d (uid %u)", l->path,
+				   (int)pid, st.st_uid)
+			: tfd_fail(NULL, 0, -EADDRINUSE,
+				   "%s is the socket of a live listener (uid %u)", l->path,
+				   st.st_uid);
 	} else if (fstatat(l->dirfd, l->name, &now, AT_SYMLINK_NOFOLLOW) < 0 ||
 		   now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
 		r = 0;	/* replaced meanwhile: bind again and see */

@@ -140,6 +140,16 @@ TFD_EXPORT int tfd_runtime_dir(char *buf, size_t len)
  * single slashes, none of them "." or "..": they name files under the
  * runtime directory and must not escape it.
  */
+/*
+ * The topic a name means: ROS-style names with one leading slash
+ * ("/camera/front") are the same topic as without it. Every entry point
+ * that takes a topic name goes through here first.
+ */
+const char *topic_name(const char *topic)
+{
+	return topic && topic[0] == '/' ? topic + 1 : topic;
+}
+
 int topic_check(const char *topic)
 {
 	size_t len, i, comp = 0;
@@ -178,6 +188,7 @@ TFD_EXPORT int tfd_topic_path(const char *topic, char *buf, size_t len)
 	char dir[PATH_MAX];
 	int n, r;
 
+	topic = topic_name(topic);
 	r = topic_check(topic);
 	if (r < 0)
 		return r;
@@ -247,6 +258,7 @@ int topic_place_open(const char *topic, unsigned int how, char *err, size_t errl
 	int fd, next, r;
 	size_t base;
 
+	topic = topic_name(topic);
 	r = topic_check(topic);
 	if (r < 0)
 		return tfd_fail(err, errlen, r, "%s", tfd_last_error());

@@ -679,6 +679,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 	pub->policy = TFD_DROP_OLDEST;
 	pub->block_timeout_ms = 1000;
 	pool_init(&pub->pool);
+	topic = topic_name(topic);
 	r = tfd_topic_path(topic, pub->path, sizeof(pub->path));
 	if (r < 0)
 		goto fail;
@@ -691,7 +692,8 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 			    &pub->listener);
 	if (r < 0) {
 		if (r == -EADDRINUSE)
-			tfd_fail(NULL, 0, r, "topic %s already has a live publisher", topic);
+			tfd_fail(NULL, 0, r, "topic %s already has a live publisher: %s", topic,
+				 tfd_last_error());
 		goto fail;
 	}
 	pub->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1094,6 +1096,7 @@ TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
 	sub->timerfd = -1;
 	sub->owner = getpid();
 	sub->flags = flags;
+	topic = topic_name(topic);
 	r = tfd_topic_path(topic, sub->path, sizeof(sub->path));
 	if (r < 0)
 		goto fail;
