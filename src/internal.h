@@ -96,6 +96,7 @@ struct tfd_message {
 	void *user;
 	size_t user_len;
 	bool received;		/* immutable: it came from a peer */
+	bool published;		/* immutable: a publisher may still send it from a queue */
 	/* received messages only: who to tell when the last reference dies */
 	struct tfd_channel *rx_channel;
 	uint64_t rx_id;
@@ -103,6 +104,7 @@ struct tfd_message {
 };
 
 int message_new_received(unsigned int n, struct tfd_message **ret);
+int message_check_mutable(const struct tfd_message *msg);
 int message_check_tensor(const char *name, const struct tfd_buffer *buf,
 			 const struct tfd_layout *layout);
 

@@ -207,8 +207,9 @@ static int meta_set(struct tfd_message *msg, const char *key, int type, const vo
 
 	if (!msg)
 		return tfd_fail(NULL, 0, -EINVAL, "message is NULL");
-	if (msg->received)
-		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
+	r = message_check_mutable(msg);
+	if (r < 0)
+		return r;
 	r = key_check(key);
 	if (r < 0)
 		return r;
@@ -316,8 +317,9 @@ TFD_EXPORT int tfd_message_set_capture_time(struct tfd_message *msg, uint64_t ns
 
 	if (!msg)
 		return tfd_fail(NULL, 0, -EINVAL, "message is NULL");
-	if (msg->received)
-		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
+	r = message_check_mutable(msg);
+	if (r < 0)
+		return r;
 	if (msg->user_len && !is_block(msg))
 		return tfd_fail(NULL, 0, -EBUSY,
 				"the message carries raw user data (tfd_message_set_user_data)");

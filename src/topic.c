@@ -911,7 +911,11 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 	int r;
 
 	if (!pub || !msg)
-		return -EINVAL;
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_publish");
+	if (msg->published)
+		return tfd_fail(pub->err, sizeof(pub->err), -EBUSY,
+				"the message was published already (seq %llu): make a new message "
+				"for each publish", (unsigned long long)msg->seq);
 	r = pub_process(pub, false);
 	if (r < 0)
 		return r;
@@ -943,6 +947,7 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 	}
 	tfd_message_unref(out);
 	pub->stats.published++;
+	msg->published = true;
 	return 0;
 }
 

@@ -553,6 +553,35 @@ static void wait_many(void)
 	ok(count_fds() == fds0, "no fd leaked");
 }
 
+/* A published message is done with: publishing it again, or changing it, is refused. */
+static void misuse(void)
+{
+	const int64_t shape = 16;
+	struct tfd_publisher *pub = NULL;
+	struct tfd_message *m = NULL;
+	struct tfd_buffer *buf = NULL;
+	struct tfd_layout l;
+
+	ok(tfd_publisher_new("misuse/once", 0, &pub) == 0, "publisher of misuse/once");
+	tfd_buffer_new(4096, 0, &buf);
+	tfd_layout_init(&l, (struct tfd_dtype){ TFD_UINT, 8, 1 }, 1, &shape);
+	tfd_message_new(&m);
+	ok(pub && buf && m && tfd_message_add_tensor(m, "a", buf, &l) == 0 &&
+		   tfd_publisher_publish(pub, m) == 0,
+	   "a message is published once");
+	ok(tfd_publisher_publish(pub, m) == -EBUSY &&
+		   strstr(tfd_publisher_strerror(pub), "published already"),
+	   "publishing it again: -EBUSY (%s)", tfd_publisher_strerror(pub));
+	ok(tfd_message_add_tensor(m, "b", buf, &l) == -EBUSY &&
+		   strstr(tfd_last_error(), "make a new message"),
+	   "adding a tensor to it: -EBUSY (%s)", tfd_last_error());
+	ok(tfd_message_set_user_data(m, "x", 1) == -EBUSY && tfd_message_set_int(m, "k", 1) == -EBUSY,
+	   "changing its user data or metadata: -EBUSY");
+	tfd_message_unref(m);
+	tfd_buffer_unref(buf);
+	tfd_publisher_unref(pub);
+}
+
 int main(void)
 {
 	int fds0;
@@ -566,6 +595,7 @@ int main(void)
 	socket_modes();
 	attach_and_restart();
 	wait_many();
+	misuse();
 	rm_tree(rundir);
 	ok(count_fds() == fds0, "no fd leaked overall");
 	return done_testing();
