@@ -1167,7 +1167,12 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 			if (r == 0) {
 				uint64_t seq = tfd_message_seq(m);
 
-				if (sub->stats.last_seq && seq > sub->stats.last_seq + 1)
+				/*
+				 * A gap is counted only going forwards; a number at or
+				 * below the last (a wrap, or a hostile publisher) starts
+				 * the count again from it, as a new publisher does.
+				 */
+				if (sub->stats.last_seq && seq > sub->stats.last_seq)
 					sub->stats.dropped += seq - sub->stats.last_seq - 1;
 				sub->stats.last_seq = seq;
 				sub->stats.received++;
