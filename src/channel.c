@@ -45,6 +45,7 @@ struct tfd_channel {
 	struct notify notify;
 	bool peer_hello;
 	int dead;		/* 0, or the error that ended the channel */
+	int peer_refused;	/* the error of the peer's REFUSE, if that ended it */
 	int send_timeout_ms;
 	uint64_t next_seq;
 
@@ -440,6 +441,7 @@ static int handle_refuse(struct tfd_channel *ch, struct rx_packet *pkt)
 			       sizeof(ch->err));
 	if (r < 0)
 		return r;
+	ch->peer_refused = error;
 	return ch_fail(ch, -error, "peer refused us: %s", reason);
 }
 
@@ -1123,6 +1125,12 @@ int channel_sockfd(const struct tfd_channel *ch)
 int channel_dead(const struct tfd_channel *ch)
 {
 	return ch->dead;
+}
+
+/* The error the peer's REFUSE named, 0 if it sent none: only that is a refusal. */
+int channel_peer_refused(const struct tfd_channel *ch)
+{
+	return ch->peer_refused;
 }
 
 /* Tell the peer why it is not served, then end the channel. */

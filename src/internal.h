@@ -115,6 +115,7 @@ size_t channel_queued(const struct tfd_channel *ch);
 int channel_sockfd(const struct tfd_channel *ch);
 int channel_refuse(struct tfd_channel *ch, int error, const char *reason);
 int channel_dead(const struct tfd_channel *ch);
+int channel_peer_refused(const struct tfd_channel *ch);
 int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len);
 
 /* --- id map (idmap.c): uint64 key to pointer, open addressing --- */

@@ -1148,6 +1148,7 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 	struct tfd_message *m;
 	struct pollfd pfd;
 	uint64_t drain;
+	bool refused;
 	int r;
 
 	if (!sub || !ret)
@@ -1182,10 +1183,16 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 			if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
 				return r;
 			snprintf(sub->err, sizeof(sub->err), "%s", tfd_channel_strerror(sub->ch));
+			/*
+			 * Only the publisher's REFUSE for access is final: a buffer
+			 * we could not map (EACCES from mmap(), say) or a REFUSE
+			 * for falling behind ends this connection, not the next.
+			 */
+			refused = channel_peer_refused(sub->ch) == EACCES;
 			sub_detach(sub);
-			if (r == -EACCES) {
-				sub->refused = r;
-				return r;
+			if (refused) {
+				sub->refused = -EACCES;
+				return -EACCES;
 			}
 			/* the publisher went away (or broke the protocol): say so once */
 			tfd_fail(NULL, 0, -ECONNRESET, "publisher of %s gone: %s", sub->topic,
