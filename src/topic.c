@@ -106,6 +106,47 @@ static int pub_fail(struct tfd_publisher *pub, int err, const char *what)
 
 /* --- publisher: subscribers --- */
 
+/*
+ * A message waiting in a subscriber's queue, or kept latched, will still be
+ * read from its buffers: it lends them as a send does (once per buffer),
+ * so that "rewrite it when tfd_buffer_loans() is 0" holds for buffers that
+ * pass through without a copy.
+ */
+static void lend(struct tfd_message *m, int delta)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < m->n; i++) {
+		for (j = 0; j < i && m->t[j].buf != m->t[i].buf; j++)
+			;
+		if (j == i)
+			m->t[i].buf->loans += (unsigned int)delta;
+	}
+}
+
+/* Take the oldest message off a subscriber's queue; the caller owns its reference. */
+static struct tfd_message *peer_dequeue(struct tfd_publisher *pub, struct peer *p)
+{
+	struct tfd_message *m = p->q[p->q_head];
+
+	p->q_head = (p->q_head + 1) % pub->depth;
+	p->q_len--;
+	lend(m, -1);
+	return m;
+}
+
+/* Keep m (or nothing) for subscribers that attach later; it lends its buffers meanwhile. */
+static void latch(struct tfd_publisher *pub, struct tfd_message *m)
+{
+	if (pub->latched) {
+		lend(pub->latched, -1);
+		tfd_message_unref(pub->latched);
+	}
+	pub->latched = tfd_message_ref(m);
+	if (m)
+		lend(m, 1);
+}
+
 static void peer_free(struct tfd_publisher *pub, struct peer *p)
 {
 	/* a forked child shares the epoll set with its parent: hands off */
@@ -113,11 +154,8 @@ static void peer_free(struct tfd_publisher *pub, struct peer *p)
 
 	if (fd >= 0)
 		epoll_ctl(pub->epfd, EPOLL_CTL_DEL, fd, NULL);
-	while (p->q_len) {
-		tfd_message_unref(p->q[p->q_head]);
-		p->q_head = (p->q_head + 1) % pub->depth;
-		p->q_len--;
-	}
+	while (p->q_len)
+		tfd_message_unref(peer_dequeue(pub, p));
 	/* the channel returns every loan of this subscriber as it goes */
 	tfd_channel_unref(p->ch);
 	free(p->q);
@@ -152,10 +190,9 @@ static int peer_flush(struct tfd_publisher *pub, struct peer *p)
 			return 0;	/* its socket is full: later */
 		if (r < 0)
 			return r;
-		p->q_head = (p->q_head + 1) % pub->depth;
-		p->q_len--;
+		/* sent: the channel's loan has taken over from the queue's */
+		tfd_message_unref(peer_dequeue(pub, p));
 		p->info.delivered++;
-		tfd_message_unref(m);
 	}
 	return 0;
 }
@@ -164,12 +201,11 @@ static void peer_enqueue(struct tfd_publisher *pub, struct peer *p, struct tfd_m
 {
 	if (p->q_len == pub->depth) {
 		/* keep the newest: the oldest waiting message goes */
-		tfd_message_unref(p->q[p->q_head]);
-		p->q_head = (p->q_head + 1) % pub->depth;
-		p->q_len--;
+		tfd_message_unref(peer_dequeue(pub, p));
 		p->info.dropped++;
 		pub->stats.dropped++;
 	}
+	lend(m, 1);
 	p->q[(p->q_head + p->q_len++) % pub->depth] = tfd_message_ref(m);
 }
 
@@ -731,7 +767,7 @@ TFD_EXPORT struct tfd_publisher *tfd_publisher_unref(struct tfd_publisher *pub)
 	while (pub->n_peers)
 		peer_remove(pub, pub->n_peers - 1, -ESHUTDOWN);
 	free(pub->peers);
-	tfd_message_unref(pub->latched);
+	latch(pub, NULL);
 	pool_free(&pub->pool);
 	if (pub->epfd >= 0)
 		close(pub->epfd);
@@ -937,10 +973,8 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 		}
 		i++;
 	}
-	if (pub->flags & TFD_PUBLISHER_LATCHED) {
-		tfd_message_unref(pub->latched);
-		pub->latched = tfd_message_ref(out);
-	}
+	if (pub->flags & TFD_PUBLISHER_LATCHED)
+		latch(pub, out);
 	tfd_message_unref(out);
 	pub->stats.published++;
 	return 0;
