@@ -1117,6 +1117,16 @@ size_t channel_in_flight(const struct tfd_channel *ch)
 	return ch->inflight.count;
 }
 
+/* The lowest sequence number in flight, 0 if none: how far behind the peer is. */
+uint64_t channel_oldest_in_flight(const struct tfd_channel *ch)
+{
+	const struct idmap_slot *s;
+	uint64_t oldest = 0;
+
+	idmap_foreach(&ch->inflight, s) if (!oldest || s->key < oldest) oldest = s->key;
+	return oldest;
+}
+
 int channel_sockfd(const struct tfd_channel *ch)
 {
 	return ch->sockfd;

@@ -11,10 +11,17 @@
  * carry the topic's sequence number, the same for every subscriber, so a
  * subscriber counts what was dropped for it from the gaps.
  *
- * A connection is a subscriber unless its first packet asks for
- * introspection (WIRE_INFO_REQUEST): then the publisher answers with its
- * state in one packet and closes, without counting it anywhere. Until the
- * first packet arrives a connection waits in a short pending table.
+ * A connection is a subscriber once its first packet is a HELLO; one that
+ * asks for introspection (WIRE_INFO_REQUEST) gets the publisher's state in
+ * one packet and is closed, without counting it anywhere. Until the first
+ * packet arrives a connection waits in a short pending table and owes
+ * nothing: one that sends anything else first, says nothing for
+ * PENDING_MS, or is the oldest when the table is full, is closed.
+ *
+ * What subscribers pin is bounded: when a loan finds the pool full, the
+ * subscriber holding the oldest message more than two windows behind the
+ * topic is let go (REFUSE, ENOBUFS), until the loan fits. So the messages
+ * subscribers hold are among the newest 2 * depth, however many there are.
  *
  * A subscriber connects when the publisher's socket appears, retrying
  * every ATTACH_RETRY_MS, and again after the publisher went away. Its fd
@@ -43,7 +50,7 @@
 #define DEFAULT_DEPTH 16
 #define ATTACH_RETRY_MS 20
 #define PENDING_MAX 16		/* connections whose first packet has not come */
-#define PENDING_MS 1000		/* then they are taken for subscribers */
+#define PENDING_MS 1000		/* then they are closed */
 
 struct peer {
 	struct tfd_channel *ch;
@@ -333,7 +340,7 @@ nomem:
 
 /* --- publisher: introspection and connections not yet classified --- */
 
-enum first { FIRST_NONE, FIRST_INFO, FIRST_OTHER };
+enum first { FIRST_NONE, FIRST_INFO, FIRST_HELLO, FIRST_OTHER };
 
 /* What the peer sent first, without taking it off the socket. */
 static enum first first_packet(struct tfd_channel *ch)
@@ -347,6 +354,9 @@ static enum first first_packet(struct tfd_channel *ch)
 	/* anything but a well-formed request header is the channel's to judge */
 	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.type == WIRE_INFO_REQUEST)
 		return FIRST_INFO;
+	/* the channel checks the rest of the hello */
+	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.type == WIRE_HELLO)
+		return FIRST_HELLO;
 	return FIRST_OTHER;
 }
 
@@ -454,30 +464,34 @@ static void pending_del(struct tfd_publisher *pub, unsigned int i)
 	pub->pending[i] = pub->pending[--pub->n_pending];
 }
 
+/* A connection that did not start with a hello or a request: it owes nothing, it gets nothing. */
+static void pending_drop(struct tfd_publisher *pub, struct tfd_channel *ch, const char *why)
+{
+	tfd_log(TFD_LOG_DEBUG, "topic %s: closed a connection that %s", pub->topic, why);
+	tfd_channel_unref(ch);
+}
+
 static int pending_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	struct tfd_channel *oldest;
 	unsigned int i, o = 0;
-	int n = 0;
 
 	if (pub->n_pending == PENDING_MAX) {
-		/* full: the one waiting longest is served as a subscriber now */
+		/* full: the one waiting longest goes (a real peer says hello at once) */
 		for (i = 1; i < pub->n_pending; i++)
 			if (pub->pending[i].since < pub->pending[o].since)
 				o = i;
 		oldest = pub->pending[o].ch;
 		pending_del(pub, o);
-		n = peer_add(pub, oldest);
-		if (n < 0) {
-			tfd_channel_unref(ch);
-			return n;
-		}
+		pending_drop(pub, oldest, "waited longest among too many silent ones");
 	}
-	if (epoll_ctl(pub->epfd, EPOLL_CTL_ADD, channel_sockfd(ch), &ev) < 0)
-		return peer_add(pub, ch);
+	if (epoll_ctl(pub->epfd, EPOLL_CTL_ADD, channel_sockfd(ch), &ev) < 0) {
+		pending_drop(pub, ch, "could not be watched");
+		return 0;
+	}
 	pub->pending[pub->n_pending++] = (struct pending){ .ch = ch, .since = tfd_now_ns() };
-	return n;
+	return 0;
 }
 
 /* A new connection: a subscriber, an introspector, or not known yet. > 0: handled. */
@@ -489,8 +503,11 @@ static int serve_new(struct tfd_publisher *pub, struct tfd_channel *ch)
 		return 1;
 	case FIRST_NONE:
 		return pending_add(pub, ch);
-	default:
+	case FIRST_HELLO:
 		return peer_add(pub, ch);
+	default:
+		pending_drop(pub, ch, "did not start with a hello");
+		return 1;
 	}
 }
 
@@ -515,7 +532,12 @@ static int pending_process(struct tfd_publisher *pub)
 			n++;
 			continue;
 		}
-		/* a peer that says nothing for long is served like before introspection */
+		if (f != FIRST_HELLO) {
+			pending_drop(pub, ch, f == FIRST_NONE ? "said nothing for a second"
+							      : "did not start with a hello");
+			n++;
+			continue;
+		}
 		r = peer_add(pub, ch);
 		if (r < 0)
 			return r;
@@ -823,6 +845,37 @@ TFD_EXPORT int tfd_publisher_allow_gid(struct tfd_publisher *pub, uint32_t gid)
 	return pub ? id_append(&pub->gids, &pub->n_gids, gid) : -EINVAL;
 }
 
+/*
+ * The pool is full: let go of the subscriber furthest behind, if it holds
+ * a message more than two windows older than the topic's newest (one that
+ * keeps up holds newer ones, and its queue holds the newest depth). Its
+ * loans come back at once. Returns whether one was let go.
+ */
+static bool reclaim(struct tfd_publisher *pub)
+{
+	uint64_t oldest, worst = UINT64_MAX, behind = 2ull * pub->depth;
+	size_t i, w = SIZE_MAX;
+	char reason[160];
+
+	for (i = 0; i < pub->n_peers; i++) {
+		oldest = channel_oldest_in_flight(pub->peers[i]->ch);
+		if (oldest && oldest + behind <= pub->seq && oldest < worst) {
+			worst = oldest;
+			w = i;
+		}
+	}
+	if (w == SIZE_MAX)
+		return false;
+	snprintf(reason, sizeof(reason),
+		 "the publisher's pool is full and message %llu, %llu behind, is not released yet",
+		 (unsigned long long)worst, (unsigned long long)(pub->seq - worst));
+	tfd_log(TFD_LOG_WARNING, "topic %s: let subscriber pid %d go: %s", pub->topic,
+		pub->peers[w]->info.pid, reason);
+	channel_refuse(pub->peers[w]->ch, ENOBUFS, reason);
+	peer_remove(pub, w, -ENOBUFS);
+	return true;
+}
+
 TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret)
 {
 	int r;
@@ -832,6 +885,9 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	/* buffers come back through releases: take them in first */
 	pub_process(pub, false);
 	r = pool_loan(&pub->pool, size, ret);
+	/* a subscriber far behind does not make the loan fail for the others */
+	while (r == -ENOBUFS && size <= pub->pool.max_bytes && reclaim(pub))
+		r = pool_loan(&pub->pool, size, ret);
 	if (r < 0)
 		return pub_fail(pub, r, "loan");
 	return 0;

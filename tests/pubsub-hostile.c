@@ -61,6 +61,22 @@ static int wait_subscribers(struct tfd_publisher *pub, uint64_t n)
 	}
 }
 
+/* Pinners let go leave: count those that came. */
+static int wait_attached_total(struct tfd_publisher *pub, uint64_t n)
+{
+	struct tfd_publisher_stats st;
+	uint64_t end = now_ms() + 5000;
+
+	for (;;) {
+		tfd_publisher_get_stats(pub, &st);
+		if (st.attached_total == n)
+			return 0;
+		if (now_ms() > end)
+			return -ETIMEDOUT;
+		tfd_publisher_dispatch(pub, 10);
+	}
+}
+
 /* What a subscriber keeping up sees: every message, each holding its own sequence number. */
 struct reader {
 	struct tfd_subscriber *sub;
@@ -202,7 +218,7 @@ static void pinning_subscribers(void)
 	for (i = 1; i <= PIN_MESSAGES; i++) {
 		if (i % PIN_EVERY == 0 && n_pin < PINNERS) {
 			if (tfd_subscriber_new("pinned", 0, &pin[n_pin]) < 0 ||
-			    wait_subscribers(pub, (uint64_t)n_pin + 2) < 0) {
+			    wait_attached_total(pub, (uint64_t)n_pin + 2) < 0) {
 				printf("Bail out! pinner %d: %s\n", n_pin, tfd_last_error());
 				exit(1);
 			}
