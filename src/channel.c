@@ -1117,6 +1117,21 @@ size_t channel_in_flight(const struct tfd_channel *ch)
 	return ch->inflight.count;
 }
 
+/* Call fn on each buffer of each message in flight (a buffer once per message). */
+void channel_for_each_in_flight(const struct tfd_channel *ch,
+				void (*fn)(struct tfd_buffer *b, void *ctx), void *ctx)
+{
+	const struct idmap_slot *s;
+	const struct inflight *f;
+	unsigned int i;
+
+	idmap_foreach(&ch->inflight, s) {
+		f = s->val;
+		for (i = 0; i < f->n; i++)
+			fn(f->bufs[i], ctx);
+	}
+}
+
 /* The lowest sequence number in flight, 0 if none: how far behind the peer is. */
 uint64_t channel_oldest_in_flight(const struct tfd_channel *ch)
 {

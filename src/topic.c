@@ -351,7 +351,7 @@ static enum first first_packet(struct tfd_channel *ch)
 	n = recv(channel_sockfd(ch), &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return FIRST_NONE;
-	/* anything but a well-formed request header is the channel's to judge */
+	/* a request is answered, a hello makes a subscriber, anything else is closed */
 	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.type == WIRE_INFO_REQUEST)
 		return FIRST_INFO;
 	/* the channel checks the rest of the hello */
@@ -845,11 +845,18 @@ TFD_EXPORT int tfd_publisher_allow_gid(struct tfd_publisher *pub, uint32_t gid)
 	return pub ? id_append(&pub->gids, &pub->n_gids, gid) : -EINVAL;
 }
 
+static void disown(struct tfd_buffer *b, void *pool)
+{
+	pool_disown(pool, b);
+}
+
 /*
  * The pool is full: let go of the subscriber furthest behind, if it holds
  * a message more than two windows older than the topic's newest (one that
- * keeps up holds newer ones, and its queue holds the newest depth). Its
- * loans come back at once. Returns whether one was let go.
+ * keeps up holds newer ones, and its queue holds the newest depth). It
+ * may still read what it holds: those buffers leave the pool rather than
+ * be lent and rewritten, and the pool makes new ones in their place.
+ * Returns whether one was let go.
  */
 static bool reclaim(struct tfd_publisher *pub)
 {
@@ -871,6 +878,7 @@ static bool reclaim(struct tfd_publisher *pub)
 		 (unsigned long long)worst, (unsigned long long)(pub->seq - worst));
 	tfd_log(TFD_LOG_WARNING, "topic %s: let subscriber pid %d go: %s", pub->topic,
 		pub->peers[w]->info.pid, reason);
+	channel_for_each_in_flight(pub->peers[w]->ch, disown, &pub->pool);
 	channel_refuse(pub->peers[w]->ch, ENOBUFS, reason);
 	peer_remove(pub, w, -ENOBUFS);
 	return true;
