@@ -204,6 +204,7 @@ static void pinning_subscribers(void)
 {
 	struct tfd_subscriber *pin[PINNERS];
 	int n_pin = 0, i, loan_fail = 0, fds0 = count_fds(), r, dropped = 0;
+	uint64_t pin_received = 0, pin_bad = 0;
 	struct tfd_subscriber_stats ss;
 	struct tfd_publisher *pub;
 	struct tfd_message *m;
@@ -247,8 +248,13 @@ static void pinning_subscribers(void)
 	   (unsigned long long)ss.dropped, (unsigned long long)rd.bad);
 	/* a pinner that was let go reads what it was sent, then why it lost the rest */
 	for (i = 0; i < n_pin; i++) {
-		while ((r = tfd_subscriber_recv(pin[i], 0, &m)) == 0)
+		while ((r = tfd_subscriber_recv(pin[i], 0, &m)) == 0) {
+			const uint64_t *p = tfd_message_data(m, 0);
+
+			pin_received++;
+			pin_bad += !p || *p != tfd_message_seq(m);
 			tfd_message_unref(m);
+		}
 		if (r == -ECONNRESET && strstr(tfd_subscriber_strerror(pin[i]), "pool")) {
 			if (!dropped++)
 				diag("a pinner hears: %s", tfd_subscriber_strerror(pin[i]));
@@ -257,6 +263,9 @@ static void pinning_subscribers(void)
 	}
 	ok(dropped > 0, "the pinners furthest behind were let go with a reason (%d of %d)", dropped,
 	   n_pin);
+	ok(pin_received > 0 && pin_bad == 0,
+	   "what they had received stays intact after they were let go (%llu read, %llu rewritten)",
+	   (unsigned long long)pin_received, (unsigned long long)pin_bad);
 	tfd_subscriber_unref(rd.sub);
 	tfd_publisher_unref(pub);
 	ok(count_fds() == fds0, "pinners: fds back to %d (%d)", fds0, count_fds());
