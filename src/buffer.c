@@ -128,8 +128,15 @@ int buffer_import(int fd, uint64_t size, unsigned int kind, char *errbuf, size_t
 	struct tfd_buffer *b;
 	struct statfs sfs;
 	struct stat st;
-	int seals, r;
+	int seals, mode, r;
 
+	/* a write-only fd cannot be mapped for reading: the sender's fault, not a refusal */
+	mode = fcntl(fd, F_GETFL);
+	if (mode < 0 || (mode & O_ACCMODE) == O_WRONLY) {
+		r = tfd_fail(errbuf, errlen, -EBADFD,
+			     "received fd is write-only: it cannot be mapped for reading");
+		goto fail_fd;
+	}
 	/* the wire decoder let only known kinds through */
 	if (kind == WIRE_BUF_DMABUF)
 		return dmabuf_import(fd, size, errbuf, errlen, ret);

@@ -45,6 +45,7 @@ struct tfd_channel {
 	struct notify notify;
 	bool peer_hello;
 	int dead;		/* 0, or the error that ended the channel */
+	int peer_refused;	/* the error of the peer's REFUSE, if that ended it */
 	int send_timeout_ms;
 	uint64_t next_seq;
 
@@ -440,6 +441,7 @@ static int handle_refuse(struct tfd_channel *ch, struct rx_packet *pkt)
 			       sizeof(ch->err));
 	if (r < 0)
 		return r;
+	ch->peer_refused = error;
 	return ch_fail(ch, -error, "peer refused us: %s", reason);
 }
 
@@ -1115,6 +1117,31 @@ size_t channel_in_flight(const struct tfd_channel *ch)
 	return ch->inflight.count;
 }
 
+/* Call fn on each buffer of each message in flight (a buffer once per message). */
+void channel_for_each_in_flight(const struct tfd_channel *ch,
+				void (*fn)(struct tfd_buffer *b, void *ctx), void *ctx)
+{
+	const struct idmap_slot *s;
+	const struct inflight *f;
+	unsigned int i;
+
+	idmap_foreach(&ch->inflight, s) {
+		f = s->val;
+		for (i = 0; i < f->n; i++)
+			fn(f->bufs[i], ctx);
+	}
+}
+
+/* The lowest sequence number in flight, 0 if none: how far behind the peer is. */
+uint64_t channel_oldest_in_flight(const struct tfd_channel *ch)
+{
+	const struct idmap_slot *s;
+	uint64_t oldest = 0;
+
+	idmap_foreach(&ch->inflight, s) if (!oldest || s->key < oldest) oldest = s->key;
+	return oldest;
+}
+
 int channel_sockfd(const struct tfd_channel *ch)
 {
 	return ch->sockfd;
@@ -1123,6 +1150,12 @@ int channel_sockfd(const struct tfd_channel *ch)
 int channel_dead(const struct tfd_channel *ch)
 {
 	return ch->dead;
+}
+
+/* The error the peer's REFUSE named, 0 if it sent none: only that is a refusal. */
+int channel_peer_refused(const struct tfd_channel *ch)
+{
+	return ch->peer_refused;
 }
 
 /* Tell the peer why it is not served, then end the channel. */

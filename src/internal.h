@@ -115,10 +115,14 @@ void channel_release(struct tfd_channel *ch, struct tfd_message *msg);
 int channel_new(int sockfd, struct tfd_channel **ret);
 int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t seq, uint64_t ts);
 size_t channel_in_flight(const struct tfd_channel *ch);
+uint64_t channel_oldest_in_flight(const struct tfd_channel *ch);
+void channel_for_each_in_flight(const struct tfd_channel *ch,
+				void (*fn)(struct tfd_buffer *b, void *ctx), void *ctx);
 size_t channel_queued(const struct tfd_channel *ch);
 int channel_sockfd(const struct tfd_channel *ch);
 int channel_refuse(struct tfd_channel *ch, int error, const char *reason);
 int channel_dead(const struct tfd_channel *ch);
+int channel_peer_refused(const struct tfd_channel *ch);
 int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len);
 
 /* --- id map (idmap.c): uint64 key to pointer, open addressing --- */

@@ -61,6 +61,22 @@ static void evict(struct pool *p, size_t i)
 	tfd_buffer_unref(b);
 }
 
+/*
+ * Never lend b again: a peer that was let go may still read it. It lives on
+ * as an ordinary buffer while anything holds it, and its place in the pool
+ * is free at once.
+ */
+void pool_disown(struct pool *p, struct tfd_buffer *b)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		if (p->bufs[i] == b) {
+			evict(p, i);
+			return;
+		}
+}
+
 static uint64_t round_page(uint64_t size)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);

@@ -20,6 +20,7 @@ struct pool {
 void pool_init(struct pool *p);
 void pool_free(struct pool *p);
 bool pool_owns(const struct pool *p, const struct tfd_buffer *b);
+void pool_disown(struct pool *p, struct tfd_buffer *b);
 int pool_loan(struct pool *p, uint64_t size, struct tfd_buffer **ret);
 void pool_stats(const struct pool *p, uint64_t *buffers, uint64_t *bytes, uint64_t *busy,
 		uint64_t *busy_bytes);

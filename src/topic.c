@@ -11,10 +11,17 @@
  * carry the topic's sequence number, the same for every subscriber, so a
  * subscriber counts what was dropped for it from the gaps.
  *
- * A connection is a subscriber unless its first packet asks for
- * introspection (WIRE_INFO_REQUEST): then the publisher answers with its
- * state in one packet and closes, without counting it anywhere. Until the
- * first packet arrives a connection waits in a short pending table.
+ * A connection is a subscriber once its first packet is a HELLO; one that
+ * asks for introspection (WIRE_INFO_REQUEST) gets the publisher's state in
+ * one packet and is closed, without counting it anywhere. Until the first
+ * packet arrives a connection waits in a short pending table and owes
+ * nothing: one that sends anything else first, says nothing for
+ * PENDING_MS, or is the oldest when the table is full, is closed.
+ *
+ * What subscribers pin is bounded: when a loan finds the pool full, the
+ * subscriber holding the oldest message more than two windows behind the
+ * topic is let go (REFUSE, ENOBUFS), until the loan fits. So the messages
+ * subscribers hold are among the newest 2 * depth, however many there are.
  *
  * A subscriber connects when the publisher's socket appears, retrying
  * every ATTACH_RETRY_MS, and again after the publisher went away. Its fd
@@ -43,7 +50,7 @@
 #define DEFAULT_DEPTH 16
 #define ATTACH_RETRY_MS 20
 #define PENDING_MAX 16		/* connections whose first packet has not come */
-#define PENDING_MS 1000		/* then they are taken for subscribers */
+#define PENDING_MS 1000		/* then they are closed */
 
 struct peer {
 	struct tfd_channel *ch;
@@ -106,6 +113,47 @@ static int pub_fail(struct tfd_publisher *pub, int err, const char *what)
 
 /* --- publisher: subscribers --- */
 
+/*
+ * A message waiting in a subscriber's queue, or kept latched, will still be
+ * read from its buffers: it lends them as a send does (once per buffer),
+ * so that "rewrite it when tfd_buffer_loans() is 0" holds for buffers that
+ * pass through without a copy.
+ */
+static void lend(struct tfd_message *m, int delta)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < m->n; i++) {
+		for (j = 0; j < i && m->t[j].buf != m->t[i].buf; j++)
+			;
+		if (j == i)
+			m->t[i].buf->loans += (unsigned int)delta;
+	}
+}
+
+/* Take the oldest message off a subscriber's queue; the caller owns its reference. */
+static struct tfd_message *peer_dequeue(struct tfd_publisher *pub, struct peer *p)
+{
+	struct tfd_message *m = p->q[p->q_head];
+
+	p->q_head = (p->q_head + 1) % pub->depth;
+	p->q_len--;
+	lend(m, -1);
+	return m;
+}
+
+/* Keep m (or nothing) for subscribers that attach later; it lends its buffers meanwhile. */
+static void latch(struct tfd_publisher *pub, struct tfd_message *m)
+{
+	if (pub->latched) {
+		lend(pub->latched, -1);
+		tfd_message_unref(pub->latched);
+	}
+	pub->latched = tfd_message_ref(m);
+	if (m)
+		lend(m, 1);
+}
+
 static void peer_free(struct tfd_publisher *pub, struct peer *p)
 {
 	/* a forked child shares the epoll set with its parent: hands off */
@@ -113,11 +161,8 @@ static void peer_free(struct tfd_publisher *pub, struct peer *p)
 
 	if (fd >= 0)
 		epoll_ctl(pub->epfd, EPOLL_CTL_DEL, fd, NULL);
-	while (p->q_len) {
-		tfd_message_unref(p->q[p->q_head]);
-		p->q_head = (p->q_head + 1) % pub->depth;
-		p->q_len--;
-	}
+	while (p->q_len)
+		tfd_message_unref(peer_dequeue(pub, p));
 	/* the channel returns every loan of this subscriber as it goes */
 	tfd_channel_unref(p->ch);
 	free(p->q);
@@ -152,10 +197,9 @@ static int peer_flush(struct tfd_publisher *pub, struct peer *p)
 			return 0;	/* its socket is full: later */
 		if (r < 0)
 			return r;
-		p->q_head = (p->q_head + 1) % pub->depth;
-		p->q_len--;
+		/* sent: the channel's loan has taken over from the queue's */
+		tfd_message_unref(peer_dequeue(pub, p));
 		p->info.delivered++;
-		tfd_message_unref(m);
 	}
 	return 0;
 }
@@ -164,12 +208,11 @@ static void peer_enqueue(struct tfd_publisher *pub, struct peer *p, struct tfd_m
 {
 	if (p->q_len == pub->depth) {
 		/* keep the newest: the oldest waiting message goes */
-		tfd_message_unref(p->q[p->q_head]);
-		p->q_head = (p->q_head + 1) % pub->depth;
-		p->q_len--;
+		tfd_message_unref(peer_dequeue(pub, p));
 		p->info.dropped++;
 		pub->stats.dropped++;
 	}
+	lend(m, 1);
 	p->q[(p->q_head + p->q_len++) % pub->depth] = tfd_message_ref(m);
 }
 
@@ -297,7 +340,7 @@ nomem:
 
 /* --- publisher: introspection and connections not yet classified --- */
 
-enum first { FIRST_NONE, FIRST_INFO, FIRST_OTHER };
+enum first { FIRST_NONE, FIRST_INFO, FIRST_HELLO, FIRST_OTHER };
 
 /* What the peer sent first, without taking it off the socket. */
 static enum first first_packet(struct tfd_channel *ch)
@@ -308,9 +351,12 @@ static enum first first_packet(struct tfd_channel *ch)
 	n = recv(channel_sockfd(ch), &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return FIRST_NONE;
-	/* anything but a well-formed request header is the channel's to judge */
+	/* a request is answered, a hello makes a subscriber, anything else is closed */
 	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.type == WIRE_INFO_REQUEST)
 		return FIRST_INFO;
+	/* the channel checks the rest of the hello */
+	if (n == (ssize_t)sizeof(h) && h.magic == WIRE_MAGIC && h.type == WIRE_HELLO)
+		return FIRST_HELLO;
 	return FIRST_OTHER;
 }
 
@@ -418,30 +464,34 @@ static void pending_del(struct tfd_publisher *pub, unsigned int i)
 	pub->pending[i] = pub->pending[--pub->n_pending];
 }
 
+/* A connection that did not start with a hello or a request: it owes nothing, it gets nothing. */
+static void pending_drop(struct tfd_publisher *pub, struct tfd_channel *ch, const char *why)
+{
+	tfd_log(TFD_LOG_DEBUG, "topic %s: closed a connection that %s", pub->topic, why);
+	tfd_channel_unref(ch);
+}
+
 static int pending_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	struct tfd_channel *oldest;
 	unsigned int i, o = 0;
-	int n = 0;
 
 	if (pub->n_pending == PENDING_MAX) {
-		/* full: the one waiting longest is served as a subscriber now */
+		/* full: the one waiting longest goes (a real peer says hello at once) */
 		for (i = 1; i < pub->n_pending; i++)
 			if (pub->pending[i].since < pub->pending[o].since)
 				o = i;
 		oldest = pub->pending[o].ch;
 		pending_del(pub, o);
-		n = peer_add(pub, oldest);
-		if (n < 0) {
-			tfd_channel_unref(ch);
-			return n;
-		}
+		pending_drop(pub, oldest, "waited longest among too many silent ones");
 	}
-	if (epoll_ctl(pub->epfd, EPOLL_CTL_ADD, channel_sockfd(ch), &ev) < 0)
-		return peer_add(pub, ch);
+	if (epoll_ctl(pub->epfd, EPOLL_CTL_ADD, channel_sockfd(ch), &ev) < 0) {
+		pending_drop(pub, ch, "could not be watched");
+		return 0;
+	}
 	pub->pending[pub->n_pending++] = (struct pending){ .ch = ch, .since = tfd_now_ns() };
-	return n;
+	return 0;
 }
 
 /* A new connection: a subscriber, an introspector, or not known yet. > 0: handled. */
@@ -453,8 +503,11 @@ static int serve_new(struct tfd_publisher *pub, struct tfd_channel *ch)
 		return 1;
 	case FIRST_NONE:
 		return pending_add(pub, ch);
-	default:
+	case FIRST_HELLO:
 		return peer_add(pub, ch);
+	default:
+		pending_drop(pub, ch, "did not start with a hello");
+		return 1;
 	}
 }
 
@@ -479,7 +532,12 @@ static int pending_process(struct tfd_publisher *pub)
 			n++;
 			continue;
 		}
-		/* a peer that says nothing for long is served like before introspection */
+		if (f != FIRST_HELLO) {
+			pending_drop(pub, ch, f == FIRST_NONE ? "said nothing for a second"
+							      : "did not start with a hello");
+			n++;
+			continue;
+		}
 		r = peer_add(pub, ch);
 		if (r < 0)
 			return r;
@@ -731,7 +789,7 @@ TFD_EXPORT struct tfd_publisher *tfd_publisher_unref(struct tfd_publisher *pub)
 	while (pub->n_peers)
 		peer_remove(pub, pub->n_peers - 1, -ESHUTDOWN);
 	free(pub->peers);
-	tfd_message_unref(pub->latched);
+	latch(pub, NULL);
 	pool_free(&pub->pool);
 	if (pub->epfd >= 0)
 		close(pub->epfd);
@@ -787,6 +845,45 @@ TFD_EXPORT int tfd_publisher_allow_gid(struct tfd_publisher *pub, uint32_t gid)
 	return pub ? id_append(&pub->gids, &pub->n_gids, gid) : -EINVAL;
 }
 
+static void disown(struct tfd_buffer *b, void *pool)
+{
+	pool_disown(pool, b);
+}
+
+/*
+ * The pool is full: let go of the subscriber furthest behind, if it holds
+ * a message more than two windows older than the topic's newest (one that
+ * keeps up holds newer ones, and its queue holds the newest depth). It
+ * may still read what it holds: those buffers leave the pool rather than
+ * be lent and rewritten, and the pool makes new ones in their place.
+ * Returns whether one was let go.
+ */
+static bool reclaim(struct tfd_publisher *pub)
+{
+	uint64_t oldest, worst = UINT64_MAX, behind = 2ull * pub->depth;
+	size_t i, w = SIZE_MAX;
+	char reason[160];
+
+	for (i = 0; i < pub->n_peers; i++) {
+		oldest = channel_oldest_in_flight(pub->peers[i]->ch);
+		if (oldest && oldest + behind <= pub->seq && oldest < worst) {
+			worst = oldest;
+			w = i;
+		}
+	}
+	if (w == SIZE_MAX)
+		return false;
+	snprintf(reason, sizeof(reason),
+		 "the publisher's pool is full and message %llu, %llu behind, is not released yet",
+		 (unsigned long long)worst, (unsigned long long)(pub->seq - worst));
+	tfd_log(TFD_LOG_WARNING, "topic %s: let subscriber pid %d go: %s", pub->topic,
+		pub->peers[w]->info.pid, reason);
+	channel_for_each_in_flight(pub->peers[w]->ch, disown, &pub->pool);
+	channel_refuse(pub->peers[w]->ch, ENOBUFS, reason);
+	peer_remove(pub, w, -ENOBUFS);
+	return true;
+}
+
 TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret)
 {
 	int r;
@@ -796,6 +893,9 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	/* buffers come back through releases: take them in first */
 	pub_process(pub, false);
 	r = pool_loan(&pub->pool, size, ret);
+	/* a subscriber far behind does not make the loan fail for the others */
+	while (r == -ENOBUFS && size <= pub->pool.max_bytes && reclaim(pub))
+		r = pool_loan(&pub->pool, size, ret);
 	if (r < 0)
 		return pub_fail(pub, r, "loan");
 	return 0;
@@ -941,10 +1041,8 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 		}
 		i++;
 	}
-	if (pub->flags & TFD_PUBLISHER_LATCHED) {
-		tfd_message_unref(pub->latched);
-		pub->latched = tfd_message_ref(out);
-	}
+	if (pub->flags & TFD_PUBLISHER_LATCHED)
+		latch(pub, out);
 	tfd_message_unref(out);
 	pub->stats.published++;
 	msg->published = true;
@@ -1171,6 +1269,7 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 	struct tfd_message *m;
 	struct pollfd pfd;
 	uint64_t drain;
+	bool refused;
 	int r;
 
 	if (!sub || !ret)
@@ -1190,7 +1289,12 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 			if (r == 0) {
 				uint64_t seq = tfd_message_seq(m);
 
-				if (sub->stats.last_seq && seq > sub->stats.last_seq + 1)
+				/*
+				 * A gap is counted only going forwards; a number at or
+				 * below the last (a wrap, or a hostile publisher) starts
+				 * the count again from it, as a new publisher does.
+				 */
+				if (sub->stats.last_seq && seq > sub->stats.last_seq)
 					sub->stats.dropped += seq - sub->stats.last_seq - 1;
 				sub->stats.last_seq = seq;
 				sub->stats.received++;
@@ -1200,10 +1304,16 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 			if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
 				return r;
 			snprintf(sub->err, sizeof(sub->err), "%s", tfd_channel_strerror(sub->ch));
+			/*
+			 * Only the publisher's REFUSE for access is final: a buffer
+			 * we could not map (EACCES from mmap(), say) or a REFUSE
+			 * for falling behind ends this connection, not the next.
+			 */
+			refused = channel_peer_refused(sub->ch) == EACCES;
 			sub_detach(sub);
-			if (r == -EACCES) {
-				sub->refused = r;
-				return r;
+			if (refused) {
+				sub->refused = -EACCES;
+				return -EACCES;
 			}
 			/* the publisher went away (or broke the protocol): say so once */
 			tfd_fail(NULL, 0, -ECONNRESET, "publisher of %s gone: %s", sub->topic,

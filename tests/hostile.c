@@ -373,6 +373,16 @@ static void fd_small(struct forge *f)
 	forge_set_fd(f, 0, memfd_of(BUF_SIZE / 4, SEALED));
 }
 
+/* a sealed memfd reopened write-only: mmap() would say EACCES, as if refused */
+static void fd_write_only(struct forge *f)
+{
+	char proc[64];
+
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", f->fds[0]);
+	forge_set_fd(f, 0, open(proc, O_WRONLY | O_CLOEXEC));
+	f->reason = "received fd is write-only: it cannot be mapped for reading";
+}
+
 static void fd_pipe(struct forge *f)
 {
 	forge_set_fd(f, 0, pipe_end());
@@ -763,6 +773,7 @@ static const struct rx_case rx_cases[] = {
 	{ "an unsealed memfd", -EPERM, fd_unsealed },
 	{ "a memfd sealed against shrinking only", -EPERM, fd_shrink_sealed_only },
 	{ "a sealed memfd smaller than announced", -EOVERFLOW, fd_small },
+	{ "a sealed memfd reopened write-only", -EBADFD, fd_write_only },
 	{ "a pipe instead of a memfd", -EBADFD, fd_pipe },
 	{ "a socket instead of a memfd", -EBADFD, fd_socket },
 	{ "a directory instead of a memfd", -EBADFD, fd_directory },

@@ -330,7 +330,7 @@ static void hostile(void)
 	close(big);
 	close(bait);
 	close(junk);
-	/* silent ones become subscribers after a second and leave with their EOF */
+	/* silent ones never become subscribers: closed after a second, or at their EOF */
 	info = query_until(0);
 	ok(info != NULL, "every hostile connection is gone from the publisher");
 	tfd_topic_info_free(info);
