@@ -19,6 +19,7 @@
  * PENDING_MS, or is the oldest when the table is full, is closed.
  *
  * What subscribers pin is bounded: when a loan finds the pool full, the
+ * oldest messages waiting in queues are dropped (drop-oldest), then the
  * subscriber holding the oldest message more than two windows behind the
  * topic is let go (REFUSE, ENOBUFS), until the loan fits. So the messages
  * subscribers hold are among the newest 2 * depth, however many there are.
@@ -845,6 +846,32 @@ TFD_EXPORT int tfd_publisher_allow_gid(struct tfd_publisher *pub, uint32_t gid)
 	return pub ? id_append(&pub->gids, &pub->n_gids, gid) : -EINVAL;
 }
 
+/*
+ * The pool is full: under drop-oldest, the oldest message still waiting in
+ * any subscriber's queue goes first, counted as dropped for that
+ * subscriber, as a full queue would drop it. Nobody has it yet, so this
+ * costs no connection. Returns whether one was dropped.
+ */
+static bool drop_queued(struct tfd_publisher *pub)
+{
+	struct peer *p, *worst = NULL;
+	size_t i;
+
+	if (pub->policy != TFD_DROP_OLDEST)
+		return false;
+	for (i = 0; i < pub->n_peers; i++) {
+		p = pub->peers[i];
+		if (p->q_len && (!worst || p->q[p->q_head]->seq < worst->q[worst->q_head]->seq))
+			worst = p;
+	}
+	if (!worst)
+		return false;
+	tfd_message_unref(peer_dequeue(pub, worst));
+	worst->info.dropped++;
+	pub->stats.dropped++;
+	return true;
+}
+
 static void disown(struct tfd_buffer *b, void *pool)
 {
 	pool_disown(pool, b);
@@ -893,8 +920,9 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	/* buffers come back through releases: take them in first */
 	pub_process(pub, false);
 	r = pool_loan(&pub->pool, size, ret);
-	/* a subscriber far behind does not make the loan fail for the others */
-	while (r == -ENOBUFS && size <= pub->pool.max_bytes && reclaim(pub))
+	/* a subscriber far behind does not make the loan fail for the others:
+	 * waiting messages go first, then the subscriber furthest behind */
+	while (r == -ENOBUFS && size <= pub->pool.max_bytes && (drop_queued(pub) || reclaim(pub)))
 		r = pool_loan(&pub->pool, size, ret);
 	if (r < 0)
 		return pub_fail(pub, r, "loan");

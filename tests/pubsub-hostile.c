@@ -434,6 +434,64 @@ static void seq_backwards(void)
 	ok(count_fds() == fds0, "backwards: fds back to %d (%d)", fds0, count_fds());
 }
 
+/*
+ * A full pool with messages still waiting in a queue: the waiting ones go
+ * first (drop-oldest, counted), and a subscriber that holds no more than
+ * its window stays attached, its held messages intact.
+ */
+static void queued_go_first(void)
+{
+	struct tfd_publisher_stats st = { 0 };
+	struct tfd_subscriber_stats ss = { 0 };
+	struct tfd_message *held[4] = { NULL };
+	struct tfd_subscriber *sub = NULL;
+	struct tfd_publisher *pub = NULL;
+	int fds0 = count_fds(), r = 0, i, n = 0, intact = 0;
+
+	if (tfd_publisher_new("queued", 0, &pub) < 0 ||
+	    tfd_publisher_set_queue(pub, 4, TFD_DROP_OLDEST, 0) < 0 ||
+	    tfd_publisher_set_pool_limits(pub, 8, 1 << 20) < 0 ||
+	    tfd_subscriber_new("queued", 0, &sub) < 0 || wait_subscribers(pub, 1) < 0) {
+		printf("Bail out! queued: %s\n", tfd_last_error());
+		exit(1);
+	}
+	/* 4 sent and held, 4 waiting: the pool of 8 is full */
+	for (i = 1; i <= 8 && r == 0; i++)
+		r = publish_now(pub, (uint64_t)i);
+	for (i = 0; i < 4 && r == 0; i++)
+		r = tfd_subscriber_recv(sub, 2000, &held[i]);
+	ok(r == 0, "8 published, the subscriber holds the first 4 (%d)", r);
+	for (i = 9; i <= 40 && r == 0; i++, n++)
+		r = publish_now(pub, (uint64_t)i);
+	tfd_publisher_dispatch(pub, 0);
+	tfd_publisher_get_stats(pub, &st);
+	ok(r == 0 && n == 32, "32 more loans succeed with the pool full (%d: %s)", r,
+	   r ? tfd_publisher_strerror(pub) : "");
+	ok(st.subscribers == 1 && st.dropped == 32,
+	   "by dropping waiting messages (%llu dropped), not the subscriber (%llu attached)",
+	   (unsigned long long)st.dropped, (unsigned long long)st.subscribers);
+	for (i = 0; i < 4; i++)
+		intact += held[i] && *(const uint64_t *)tfd_message_data(held[i], 0) == (uint64_t)i + 1;
+	ok(intact == 4, "the held messages are intact (%d of 4)", intact);
+	for (i = 0; i < 4; i++)
+		tfd_message_unref(held[i]);
+	/* the releases reach the publisher, which sends what waits */
+	for (i = 0, r = -ETIMEDOUT; i < 200 && r == -ETIMEDOUT; i++) {
+		tfd_publisher_dispatch(pub, 10);
+		r = tfd_subscriber_recv(sub, 10, &held[0]);
+	}
+	tfd_subscriber_get_stats(sub, &ss);
+	ok(r == 0 && tfd_message_seq(held[0]) == 37 && ss.dropped == 32,
+	   "its next message is the oldest still waiting (seq %llu), the drops counted (%llu)",
+	   r == 0 ? (unsigned long long)tfd_message_seq(held[0]) : 0ull,
+	   (unsigned long long)ss.dropped);
+	if (r == 0)
+		tfd_message_unref(held[0]);
+	tfd_subscriber_unref(sub);
+	tfd_publisher_unref(pub);
+	ok(count_fds() == fds0, "no fd left over (%d, were %d)", count_fds(), fds0);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tfd-pubsub-hostile-XXXXXX";
@@ -444,6 +502,7 @@ int main(void)
 	pinning_subscribers();
 	squatter();
 	seq_backwards();
+	queued_go_first();
 	rm_tree(dir);
 	return done_testing();
 }
