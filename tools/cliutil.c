@@ -130,13 +130,27 @@ const char *dtype_name(struct tfd_dtype d, char *buf, size_t len)
 	return buf;
 }
 
+/* A name of the table, or one with "xN" after it for N lanes (as dtype_name writes it). */
 int dtype_parse(const char *s, struct tfd_dtype *d)
 {
-	size_t i;
+	const char *x = strrchr(s, 'x');
+	char one[16];
+	uint64_t lanes = 1;
+	size_t i, len = strlen(s);
 
+	if (x && x[1] >= '0' && x[1] <= '9') {
+		if (parse_uint(x + 1, &lanes) < 0 || lanes == 0 || lanes > UINT16_MAX)
+			return -EINVAL;
+		len = (size_t)(x - s);
+	}
+	if (len >= sizeof(one))
+		return -EINVAL;
+	memcpy(one, s, len);
+	one[len] = '\0';
 	for (i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
-		if (strcmp(s, dtypes[i].name) == 0 || strcmp(s, dtypes[i].alias) == 0) {
+		if (strcmp(one, dtypes[i].name) == 0 || strcmp(one, dtypes[i].alias) == 0) {
 			*d = dtypes[i].d;
+			d->lanes = (uint16_t)lanes;
 			return 0;
 		}
 	return -EINVAL;
