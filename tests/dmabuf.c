@@ -757,6 +757,46 @@ out:
 #endif
 }
 
+/*
+ * Why the library cannot hand out a read-only fd of a dma-buf it exported
+ * writable: a second PRIME export of the same object, with other flags,
+ * returns the kernel's cached dma-buf, the same file in the same mode.
+ */
+static void test_prime_reexport(void)
+{
+#ifdef HAVE_LIBDRM
+	struct drm_mode_create_dumb dumb = { .width = 4096, .height = 1, .bpp = 8 };
+	struct drm_mode_destroy_dumb destroy;
+	struct stat a, b;
+	int card, fd1 = -1, fd2 = -1, fds0 = count_fds();
+
+	card = open_vgem();
+	if (card < 0) {
+		skip("PRIME re-export: no vgem device (modprobe vgem)");
+		return;
+	}
+	if (drmIoctl(card, DRM_IOCTL_MODE_CREATE_DUMB, &dumb) == 0) {
+		drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC | DRM_RDWR, &fd1);
+		drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC, &fd2);
+		destroy.handle = dumb.handle;
+		drmIoctl(card, DRM_IOCTL_MODE_DESTROY_DUMB, &destroy);
+	}
+	ok(fd1 >= 0 && fd2 >= 0 && fstat(fd1, &a) == 0 && fstat(fd2, &b) == 0 &&
+	   a.st_ino == b.st_ino && (fcntl(fd2, F_GETFL) & O_ACCMODE) == O_RDWR,
+	   "PRIME: exporting a dumb buffer again without DRM_RDWR gives the same O_RDWR "
+	   "dma-buf (%s)", fd2 >= 0 && (fcntl(fd2, F_GETFL) & O_ACCMODE) == O_RDWR ? "O_RDWR" :
+	   "not O_RDWR");
+	if (fd1 >= 0)
+		close(fd1);
+	if (fd2 >= 0)
+		close(fd2);
+	close(card);
+	ok(count_fds() == fds0, "PRIME re-export: no fd leaked");
+#else
+	skip("PRIME re-export: tensorfd was built without libdrm");
+#endif
+}
+
 /* --- a topic: a publisher publishes a dma-buf ---------------------------- */
 
 static int subscriber_child(void)
@@ -987,6 +1027,7 @@ int main(void)
 	test_external();
 	test_external_readonly();
 	test_fence();
+	test_prime_reexport();
 	test_topic();
 	test_latency(64, "64 B", TFD_DMABUF_ANY);
 	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)
