@@ -8,8 +8,11 @@
  * from each, name, sync, send to another process many times with one fd,
  * verify the producer's bytes there, peer death; wrap an external dma-buf;
  * a dma-buf smaller than its tensor or than announced is refused; publish
- * a dma-buf on a topic. Last, the latencies the issue asks for, as
- * diagnostics. Every section checks that no fd and no mapping leaked.
+ * a dma-buf on a topic; a receiver that maps the fd it got writable (refused
+ * for DRM, possible for the heap and udmabuf), TFD_PUBLISHER_READONLY_DMABUF,
+ * and the PRIME re-export that cannot narrow a mode. Last, the latencies
+ * the issue asks for, as diagnostics. Every section checks that no fd and
+ * no mapping leaked.
  */
 #include <fcntl.h>
 #include <linux/dma-heap.h>
