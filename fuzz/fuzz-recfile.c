@@ -4,8 +4,10 @@
  * which reads files from anywhere. The input is a whole file, put in a
  * memfd; it is read the way tensorfd-play reads it, document by document.
  * What the reader accepts must be sound: names terminated and non-empty,
- * each tensor's byte range exactly its dtype times its shape, the ranges
- * tiling the data section, the position moving forward.
+ * each tensor's byte range exactly its dtype times its shape (or, for a
+ * strided one, exactly the span the library computes, from the range's
+ * first byte), the ranges tiling the data section, the position moving
+ * forward.
  *
  * The tools are not part of the library: their two source files are
  * compiled into this target.
@@ -21,7 +23,7 @@ const char *prog = "fuzz-recfile";
 
 static void check_msg(const struct rec_msg *m, uint64_t before, uint64_t pos)
 {
-	uint64_t sum = 0, nbytes;
+	uint64_t sum = 0, nbytes, lo;
 	struct tfd_layout l;
 	unsigned int i;
 
@@ -35,8 +37,12 @@ static void check_msg(const struct rec_msg *m, uint64_t before, uint64_t pos)
 
 		FUZZ_CHECK(n > 0 && n < sizeof(t->name));
 		FUZZ_CHECK(t->ndim >= 0 && t->ndim <= TFD_MAX_NDIM);
-		FUZZ_CHECK(tfd_layout_init(&l, t->dtype, t->ndim, t->shape) == 0);
-		FUZZ_CHECK(tfd_layout_nbytes(&l, &nbytes) == 0 && t->end - t->begin == nbytes);
+		rec_layout(t, &l);
+		if (t->strided)
+			FUZZ_CHECK(tfd_layout_span(&l, &lo, &nbytes) == 0 && lo == 0);
+		else
+			FUZZ_CHECK(tfd_layout_nbytes(&l, &nbytes) == 0);
+		FUZZ_CHECK(t->end - t->begin == nbytes);
 		FUZZ_CHECK(t->end <= m->data_len);
 		sum += nbytes;
 	}

@@ -171,6 +171,7 @@ enum tfd_drop_policy {
 enum {
 	TFD_PUBLISHER_LATCHED = 1u << 0,	/* a new subscriber first gets the last message */
 	TFD_PUBLISHER_ZERO_COPY = 1u << 1,	/* refuse tensors outside the pool, never copy */
+	TFD_PUBLISHER_READONLY_DMABUF = 1u << 2, /* refuse dma-bufs a subscriber could map writable */
 };
 
 enum {

@@ -67,21 +67,27 @@ static int dmabuf_check(int fd, uint64_t *size, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* A buffer object for a checked dma-buf fd, mapped; takes ownership of fd. */
-static int dmabuf_make(int fd, uint64_t size, bool writable, int source, char *errbuf,
-		       size_t errlen, struct tfd_buffer **ret)
+/*
+ * A buffer object for a checked dma-buf fd, mapped; takes ownership of fd,
+ * and of map when the source mapped the memory another way (MAP_FAILED:
+ * map the fd).
+ */
+static int dmabuf_make(int fd, void *map, uint64_t size, bool writable, int source,
+		       char *errbuf, size_t errlen, struct tfd_buffer **ret)
 {
 	struct tfd_buffer *b = buffer_alloc();
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0), r;
 
 	if (!b) {
 		close(fd);
+		if (map != MAP_FAILED)
+			munmap(map, size);
 		return -ENOMEM;
 	}
 	b->fd = fd;
 	b->kind = TFD_BUFFER_DMABUF;
 	b->source = (uint8_t)source;
-	b->map = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+	b->map = map != MAP_FAILED ? map : mmap(NULL, size, prot, MAP_SHARED, fd, 0);
 	if (b->map == MAP_FAILED) {
 		r = tfd_fail(errbuf, errlen, -errno, "mmap of a dma-buf of %llu bytes: %s",
 			     (unsigned long long)size, strerror(errno));
@@ -108,13 +114,23 @@ int dmabuf_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd
 			     (unsigned long long)size, (unsigned long long)have);
 		goto fail;
 	}
-	return dmabuf_make(fd, size, false, TFD_DMABUF_EXTERNAL, errbuf, errlen, ret);
+	return dmabuf_make(fd, MAP_FAILED, size, false, TFD_DMABUF_EXTERNAL, errbuf, errlen, ret);
 fail:
 	close(fd);
 	return r;
 }
 
-/* --- allocation: each source returns a dma-buf fd or a negative errno --- */
+/*
+ * --- allocation: each source returns a dma-buf fd or a negative errno ---
+ *
+ * What a receiver may do with the fd is fixed when the dma-buf is exported:
+ * the file's mode (O_RDWR or O_RDONLY) decides whether mmap(PROT_WRITE,
+ * MAP_SHARED) succeeds, and every fd of one dma-buf shares that one file.
+ * The heap exports with the fd_flags of the allocation and udmabuf always
+ * with O_RDWR: the producer maps those fds to write, so every receiver can
+ * too. A DRM dumb buffer is exported read-only instead, and the producer
+ * writes through a mapping of the card node (see drm_export).
+ */
 
 static int heap_alloc(uint64_t size)
 {
@@ -169,14 +185,21 @@ out_dev:
 }
 
 #ifdef HAVE_LIBDRM
-/* A dumb buffer of size bytes on one card node, exported; -errno on failure. */
-static int drm_export(int card, uint64_t size)
+/*
+ * A dumb buffer of size bytes on one card node, exported without DRM_RDWR:
+ * its dma-buf is O_RDONLY, so no receiver can map it writable. With map,
+ * the producer's writable mapping comes from the card node (MAP_DUMB), made
+ * before the handle goes: the mapping keeps the object, as the dma-buf does.
+ * -errno on failure.
+ */
+static int drm_export(int card, uint64_t size, void **map)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	struct drm_mode_create_dumb dumb = {
 		.width = (uint32_t)page, .height = (uint32_t)(size / page), .bpp = 8,
 	};
 	struct drm_mode_destroy_dumb destroy;
+	struct drm_mode_map_dumb md = { 0 };
 	int fd = -1, r;
 
 	if (size / page > UINT32_MAX)
@@ -184,11 +207,19 @@ static int drm_export(int card, uint64_t size)
 	if (drmIoctl(card, DRM_IOCTL_MODE_CREATE_DUMB, &dumb) < 0)
 		return -errno;
 	r = 0;
+	md.handle = dumb.handle;
 	if (dumb.size < size)
 		r = -ENOSPC;
-	else if (drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC | DRM_RDWR, &fd) < 0)
+	else if (drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC, &fd) < 0)
 		r = -errno;
-	/* the dma-buf holds the object; the handle and the node can go */
+	else if (map && drmIoctl(card, DRM_IOCTL_MODE_MAP_DUMB, &md) < 0)
+		r = -errno;
+	else if (map) {
+		*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, card, (off_t)md.offset);
+		if (*map == MAP_FAILED)
+			r = -errno;
+	}
+	/* the dma-buf (and the mapping) hold the object; the handle and the node can go */
 	destroy.handle = dumb.handle;
 	drmIoctl(card, DRM_IOCTL_MODE_DESTROY_DUMB, &destroy);
 	if (r < 0 && fd >= 0)
@@ -201,7 +232,7 @@ static int drm_export(int card, uint64_t size)
  * Dumb buffers exist only on primary nodes (the render node refuses the
  * ioctl), which need root or the video group: try each card in turn.
  */
-static int drm_alloc(uint64_t size)
+static int drm_alloc(uint64_t size, void **map)
 {
 #ifdef HAVE_LIBDRM
 	char path[32];
@@ -215,7 +246,7 @@ static int drm_alloc(uint64_t size)
 				err = -errno;
 			continue;
 		}
-		fd = drm_export(card, size);
+		fd = drm_export(card, size, map);
 		close(card);
 		if (fd >= 0)
 			return fd;
@@ -226,19 +257,22 @@ static int drm_alloc(uint64_t size)
 	return tfd_fail(NULL, 0, err, "DRM dumb buffer of %llu bytes with PRIME export: %s",
 			(unsigned long long)size, strerror(-err));
 #else
+	(void)map;
 	return tfd_fail(NULL, 0, -EOPNOTSUPP, "tensorfd was built without libdrm");
 #endif
 }
 
-static int source_alloc(int source, uint64_t size)
+/* A dma-buf fd; *map is the producer's mapping when the source made one. */
+static int source_alloc(int source, uint64_t size, void **map)
 {
+	*map = MAP_FAILED;
 	switch (source) {
 	case TFD_DMABUF_HEAP:
 		return heap_alloc(size);
 	case TFD_DMABUF_UDMABUF:
 		return udmabuf_alloc(size);
 	default:
-		return drm_alloc(size);
+		return drm_alloc(size, map);
 	}
 }
 
@@ -253,6 +287,7 @@ TFD_EXPORT int tfd_dmabuf_new(uint64_t size, enum tfd_dmabuf_source source, unsi
 			      struct tfd_buffer **ret)
 {
 	char why[3][128];
+	void *map = MAP_FAILED;
 	uint64_t have;
 	int s, first, last, fd = -ENOENT, r;
 
@@ -263,7 +298,7 @@ TFD_EXPORT int tfd_dmabuf_new(uint64_t size, enum tfd_dmabuf_source source, unsi
 	first = source == TFD_DMABUF_ANY ? TFD_DMABUF_HEAP : (int)source;
 	last = source == TFD_DMABUF_ANY ? TFD_DMABUF_DRM : (int)source;
 	for (s = first; s <= last; s++) {
-		fd = source_alloc(s, size);
+		fd = source_alloc(s, size, &map);
 		if (fd >= 0)
 			break;
 		snprintf(why[s - 1], sizeof(why[0]), "%s", tfd_last_error());
@@ -283,9 +318,11 @@ TFD_EXPORT int tfd_dmabuf_new(uint64_t size, enum tfd_dmabuf_source source, unsi
 			     source_name(s), (unsigned long long)have, (unsigned long long)size);
 	if (r < 0) {
 		close(fd);
+		if (map != MAP_FAILED)
+			munmap(map, size);
 		return r;
 	}
-	return dmabuf_make(fd, size, true, s, NULL, 0, ret);
+	return dmabuf_make(fd, map, size, true, s, NULL, 0, ret);
 }
 
 TFD_EXPORT int tfd_dmabuf_wrap(int fd, struct tfd_buffer **ret)
@@ -304,8 +341,8 @@ TFD_EXPORT int tfd_dmabuf_wrap(int fd, struct tfd_buffer **ret)
 	own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (own < 0)
 		return tfd_fail(NULL, 0, -errno, "duplicating the dma-buf fd: %s", strerror(errno));
-	return dmabuf_make(own, size, (mode & O_ACCMODE) == O_RDWR, TFD_DMABUF_EXTERNAL, NULL, 0,
-			   ret);
+	return dmabuf_make(own, MAP_FAILED, size, (mode & O_ACCMODE) == O_RDWR, TFD_DMABUF_EXTERNAL,
+			   NULL, 0, ret);
 }
 
 TFD_EXPORT int tfd_dmabuf_set_name(struct tfd_buffer *buf, const char *name)
@@ -357,7 +394,7 @@ static bool drm_usable(void)
 		card = open(path, O_RDWR | O_CLOEXEC);
 		if (card < 0)
 			continue;
-		fd = drm_export(card, page);
+		fd = drm_export(card, page, NULL);
 		close(card);
 	}
 	if (fd < 0)

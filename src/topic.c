@@ -30,6 +30,7 @@
  * while not, so an event loop sees one stable fd.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <limits.h>
 #include <poll.h>
@@ -724,7 +725,8 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 	struct topic_place place;
 	int r;
 
-	if (!ret || (flags & ~(TFD_PUBLISHER_LATCHED | TFD_PUBLISHER_ZERO_COPY)))
+	if (!ret || (flags & ~(TFD_PUBLISHER_LATCHED | TFD_PUBLISHER_ZERO_COPY |
+			       TFD_PUBLISHER_READONLY_DMABUF)))
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_new");
 	pub = calloc(1, sizeof(*pub));
 	if (!pub)
@@ -976,6 +978,34 @@ static void name_dmabuf(const struct tfd_publisher *pub, struct tfd_buffer *b, c
 }
 
 /*
+ * Every fd of a dma-buf shares the file mode it was exported with, and a
+ * subscriber that receives an O_RDWR one can map it writable and change
+ * the frames every other subscriber reads: with
+ * TFD_PUBLISHER_READONLY_DMABUF such a message is refused.
+ */
+static int check_dmabuf_modes(struct tfd_publisher *pub, const struct tfd_message *msg)
+{
+	unsigned int i;
+	int mode;
+
+	if (!(pub->flags & TFD_PUBLISHER_READONLY_DMABUF))
+		return 0;
+	for (i = 0; i < msg->n; i++) {
+		if (msg->t[i].buf->kind != TFD_BUFFER_DMABUF)
+			continue;
+		mode = fcntl(msg->t[i].buf->fd, F_GETFL);
+		if (mode < 0 || (mode & O_ACCMODE) != O_RDONLY)
+			return tfd_fail(pub->err, sizeof(pub->err), -EPERM,
+					"tensor '%s': its dma-buf was exported writable (%s), any "
+					"subscriber could map it writable, and the publisher "
+					"publishes read-only dma-bufs only",
+					msg->t[i].name, mode < 0 ? strerror(errno)
+					: (mode & O_ACCMODE) == O_WRONLY ? "O_WRONLY" : "O_RDWR");
+	}
+	return 0;
+}
+
+/*
  * The message that goes out: always a new message object (the caller may
  * publish msg again while this one still waits in a queue), naming the
  * same pool buffers and dma-bufs, with other foreign tensors copied once
@@ -991,6 +1021,9 @@ static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct t
 	const void *u;
 	int r;
 
+	r = check_dmabuf_modes(pub, msg);
+	if (r < 0)
+		return r;
 	for (i = 0; i < msg->n && passes_through(pub, msg->t[i].buf); i++)
 		;
 	if (i < msg->n && (pub->flags & TFD_PUBLISHER_ZERO_COPY))

@@ -3,7 +3,8 @@
 # The topic tools against live publishers, as a user drives them from a
 # shell: tensorfd-pub publishes, tensorfd-ls, -echo, -hz and -record look
 # and listen, tensorfd-play publishes the recording again. Exit codes and
-# messages are the documented ones; every process runs under timeout(1).
+# messages are the documented ones; every process runs under timeout(1),
+# which kills what ignores its SIGTERM.
 builddir=${top_builddir:-.}
 T="$builddir/tools"
 n=0
@@ -32,7 +33,7 @@ check() {
 rc_is() {
 	want=$1 what=$2
 	shift 2
-	timeout 30 "$@" >"$dir/out" 2>"$dir/err"
+	timeout -k 5 30 "$@" >"$dir/out" 2>"$dir/err"
 	rc=$?
 	[ $rc -eq "$want" ]
 	ok $? "$what (exit $rc, want $want)"
@@ -263,6 +264,94 @@ grep -q "truncated" "$dir/err"
 ok $? "says truncated"
 printf '\020\000\000\000\000\000\000\000{"a":1}        ' >"$dir/junk.tfd"
 rc_is 1 "tensorfd-play of a file that is not a recording" "$T/tensorfd-play" "$dir/junk.tfd"
+
+# --- dtypes and layouts the tools must survive ---
+bg "$T/tensorfd-pub" --once -S 1 --dtype c128 --shape 3 --fill 2 cam/c128
+wait_socket cam/c128
+rc_is 0 "tensorfd-echo --stats of a c128 tensor" "$T/tensorfd-echo" --once --stats cam/c128
+grep -q '^    (no statistics for c128)$' "$dir/out"
+ok $? "says it has no statistics for c128, naming the dtype"
+# 2^60 elements in one byte: statistics weigh the one element, they do not walk 2^60
+bg "$T/tensorfd-pub" --once -S 1 --dtype u8 --shape 1152921504606846976 --strides 0 --fill 3 cam/bcast
+wait_socket cam/bcast
+rc_is 0 "tensorfd-echo --stats of a 2^60-element broadcast" "$T/tensorfd-echo" --once --stats cam/bcast
+grep -q '^  data: u8 shape \[1152921504606846976\] strides \[0\] ' "$dir/out" &&
+	grep -q '^    min 3 max 3 mean 3 nan 0$' "$dir/out"
+ok $? "its statistics are those of its one value"
+# elements that alias without a stride of 0: the walk is bounded by the span
+bg "$T/tensorfd-pub" --once -S 1 --dtype u8 --shape 1048576,1048576,1048576 --strides 1,1,1 \
+	--fill 1 cam/alias
+wait_socket cam/alias
+rc_is 0 "tensorfd-echo --stats of 2^60 aliasing elements" "$T/tensorfd-echo" --once --stats cam/alias
+grep -q '^    min 1 max 1 mean 1 nan 0 (over 3145726 of 1152921504606846976 elements)$' "$dir/out"
+ok $? "walks as many elements as the span holds, and says so"
+bg "$T/tensorfd-pub" --rate 1 -S 1 --dtype f32 --shape 1024,1024,1024,1024 --strides 0,0,0,1 \
+	--fill 1 cam/slow
+wait_socket cam/slow
+bg timeout -s KILL 30 "$T/tensorfd-echo" --count 10 --stats cam/slow
+echo_slow=$last
+i=0
+until grep -q '^    min' "$lastout" || [ $i -ge 300 ]; do sleep 0.1; i=$((i + 1)); done
+kill -INT "$echo_slow"
+wait "$echo_slow"
+ok $? "tensorfd-echo --stats of a broadcast stops on SIGINT, exit 0"
+
+# --- the recorder: broadcasts, bad messages, names that need escaping ---
+bg "$T/tensorfd-pub" --once -S 1 --dtype u8 --shape 1099511627776 --strides 0 --fill 3 cam/b40
+wait_socket cam/b40
+rc_is 0 "tensorfd-record of a 2^40-element broadcast" "$T/tensorfd-record" --count 1 -o "$dir/b40.tfd" cam/b40
+[ "$(wc -c <"$dir/b40.tfd")" -lt 4096 ]
+ok $? "the file holds the tensor's span, not 1 TiB"
+wait "$last"
+bg "$T/tensorfd-play" --wait-subscribers 1 "$dir/b40.tfd"
+wait_socket cam/b40
+rc_is 0 "tensorfd-echo of the broadcast replayed" "$T/tensorfd-echo" --once --stats cam/b40
+grep -q '^  data: u8 shape \[1099511627776\] strides \[0\] ' "$dir/out" &&
+	grep -q '^    min 3 max 3 mean 3 nan 0$' "$dir/out"
+ok $? "arrives as a broadcast again, with its value"
+bg "$T/tensorfd-pub" --rate 50 --dtype f32x4 --shape 2 cam/lanes
+# the other topic is slower, so messages of the first come in between
+bg "$T/tensorfd-pub" --rate 10 --shape 2 --fill 5 cam/good
+wait_socket cam/lanes && wait_socket cam/good
+rc_is 0 "tensorfd-record goes on after a message it cannot write" \
+	"$T/tensorfd-record" --count 5 -o "$dir/lanes.tfd" cam/lanes cam/good
+[ "$(grep -c '"topic":"cam/good"' "$dir/lanes.tfd")" -eq 5 ]
+ok $? "records the other topic's 5 messages"
+grep -q '^tensorfd-record: cam/lanes: skipped message [0-9]*: tensor data: dtype f32x4 has no safetensors name$' \
+	"$dir/err" && grep -q '^tensorfd-record: skipped [1-9][0-9]* messages$' "$dir/err"
+ok $? "says which it skipped, why, and how many"
+bg "$T/tensorfd-pub" --once -S 1 --shape 2 --fill 4 --name 'a"b\c,"x":{' cam/quote
+wait_socket cam/quote
+rc_is 0 "tensorfd-record of a tensor whose name needs escaping" \
+	"$T/tensorfd-record" --count 1 -o "$dir/quote.tfd" cam/quote
+wait "$last"
+bg "$T/tensorfd-play" --wait-subscribers 1 "$dir/quote.tfd"
+wait_socket cam/quote
+rc_is 0 "tensorfd-echo of it replayed" "$T/tensorfd-echo" --once --stats cam/quote
+grep -q '^  a"b\\c,"x":{: f32 shape \[2\]' "$dir/out" && grep -q '^    min 4 max 4 mean 4' "$dir/out"
+ok $? "the name arrives whole, with its value"
+
+# --- the player refuses what it cannot publish whole ---
+# doc JSON [DATA]: a safetensors document, its header length little-endian
+doc() {
+	len=${#1}
+	printf "\\$(printf %03o $((len % 256)))\\$(printf %03o $((len / 256)))\\000\\000\\000\\000\\000\\000"
+	printf '%s' "$1"
+	printf "${2:-}"
+}
+{
+	doc '{"__metadata__":{"format":"tensorfd-record","version":"1","topics":"cam/bad"}}'
+	doc '{"__metadata__":{"topic":"cam/bad","seq":"1","t_ns":"0","timestamp":"0"},"ok":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a b":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}' '\001\002'
+} >"$dir/badname.tfd"
+bg "$T/tensorfd-play" --wait-subscribers 1 "$dir/badname.tfd"
+play_bad=$last
+play_bad_out=$lastout
+wait_socket cam/bad
+rc_is 6 "a subscriber of a message tensorfd-play cannot publish gets none" \
+	"$T/tensorfd-echo" --once cam/bad
+wait "$play_bad"
+[ $? -eq 1 ] && grep -q "tensor 'a b'" "$play_bad_out"
+ok $? "tensorfd-play exits 1 and says which tensor"
 
 echo "1..$n"
 exit $fail

@@ -8,8 +8,11 @@
  * from each, name, sync, send to another process many times with one fd,
  * verify the producer's bytes there, peer death; wrap an external dma-buf;
  * a dma-buf smaller than its tensor or than announced is refused; publish
- * a dma-buf on a topic. Last, the latencies the issue asks for, as
- * diagnostics. Every section checks that no fd and no mapping leaked.
+ * a dma-buf on a topic; a receiver that maps the fd it got writable (refused
+ * for DRM, possible for the heap and udmabuf), TFD_PUBLISHER_READONLY_DMABUF,
+ * and the PRIME re-export that cannot narrow a mode. Last, the latencies
+ * the issue asks for, as diagnostics. Every section checks that no fd and
+ * no mapping leaked.
  */
 #include <fcntl.h>
 #include <linux/dma-heap.h>
@@ -337,9 +340,11 @@ static void test_source(int source)
 	   "%s: %llu bytes (whole pages), writable", name, (unsigned long long)tfd_buffer_size(buf));
 	ok(lseek(tfd_buffer_fd(buf), 0, SEEK_END) >= (off_t)round_up(SIZE),
 	   "%s: lseek(SEEK_END) covers it", name);
+	/* a DRM dumb buffer is exported read-only; the heap and udmabuf cannot be */
 	flags = fcntl(tfd_buffer_fd(buf), F_GETFL);
-	ok((flags & O_ACCMODE) == O_RDWR && (fcntl(tfd_buffer_fd(buf), F_GETFD) & FD_CLOEXEC),
-	   "%s: fd is O_RDWR and close-on-exec", name);
+	ok((flags & O_ACCMODE) == (source == TFD_DMABUF_DRM ? O_RDONLY : O_RDWR) &&
+	   (fcntl(tfd_buffer_fd(buf), F_GETFD) & FD_CLOEXEC), "%s: fd is %s and close-on-exec",
+	   name, source == TFD_DMABUF_DRM ? "O_RDONLY" : "O_RDWR");
 	ok(strncmp(fd_link(tfd_buffer_fd(buf)), "/dmabuf:", 8) == 0, "%s: fd links to %s", name,
 	   fd_link(tfd_buffer_fd(buf)));
 	snprintf(want, sizeof(want), "tfd-%s", name);
@@ -401,6 +406,126 @@ static void test_source(int source)
 	ok(count_fds() == fds0 && count_maps() == maps0,
 	   "%s: no fd or mapping leaked (%d fds, %d maps)", name, count_fds() - fds0,
 	   count_maps() - maps0);
+}
+
+/* --- what a receiver may do with the fd ---------------------------------- */
+
+/* mmap(PROT_WRITE, MAP_SHARED) of fd: 0 if it worked (and a byte was written), else -errno. */
+static int map_writable(int fd, uint64_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	((volatile uint8_t *)p)[0] ^= 0xff;
+	munmap(p, size);
+	return 0;
+}
+
+/*
+ * A hostile receiver maps the fd it got writable: it must fail where the
+ * source exports read-only (DRM), and is known to work for the heap and
+ * udmabuf, whose dma-bufs the kernel exports O_RDWR only (SECURITY.md). A
+ * publisher made with TFD_PUBLISHER_READONLY_DMABUF refuses those.
+ */
+static void test_peer_write(int source)
+{
+	const char *name = source_names[source];
+	char dir[] = "/tmp/tfd-dmabuf-rw-XXXXXX", path[64];
+	struct tfd_publisher *pub;
+	struct tfd_channel *a, *b;
+	struct tfd_buffer *buf;
+	struct tfd_message *m, *rx;
+	int fds0, maps0, r, fd, reopened;
+	uint8_t before;
+
+	if (!(probe_mask & (1 << source))) {
+		skip("%s: a receiver mapping it writable: %s", name, no_source_reason(source));
+		return;
+	}
+	fds0 = count_fds();
+	maps0 = count_maps();
+	if (tfd_dmabuf_new(SIZE, source, 0, &buf) < 0 || tfd_channel_pair(&a, &b) < 0)
+		return (void)ok(0, "%s: setup (%s)", name, tfd_last_error());
+	fill(buf, 9);
+	before = *(const uint8_t *)tfd_buffer_data(buf);
+	m = message_of(buf, 9);
+	r = tfd_channel_send(a, m);
+	tfd_message_unref(m);
+	if (r == 0)
+		r = tfd_channel_recv(b, 5000, &rx);
+	if (!ok(r == 0, "%s: sent to a receiver (%d)", name, r))
+		return;
+	fd = tfd_buffer_fd(tfd_message_buffer(rx, 0));
+	r = map_writable(fd, tfd_buffer_size(buf));
+	if (source == TFD_DMABUF_DRM)
+		ok(r == -EACCES && *(const uint8_t *)tfd_buffer_data(buf) == before,
+		   "%s: the receiver cannot map it writable (%s), the frame is intact", name,
+		   strerror(-r));
+	else
+		ok(r == 0 && *(const uint8_t *)tfd_buffer_data(buf) != before,
+		   "%s: the receiver can map it writable and change the frame: the kernel "
+		   "exports %s dma-bufs O_RDWR only (SECURITY.md)", name, name);
+	/* a second open of the same file through /proc must not widen its mode */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	reopened = open(path, O_RDWR | O_CLOEXEC);
+	if (source == TFD_DMABUF_DRM)
+		ok(reopened < 0 || map_writable(reopened, tfd_buffer_size(buf)) < 0,
+		   "%s: reopening it O_RDWR through /proc gives no writable mapping (%s)", name,
+		   reopened < 0 ? strerror(errno) : "opened, mapping refused");
+	if (reopened >= 0)
+		close(reopened);
+	tfd_message_unref(rx);
+	drain(a);
+	tfd_channel_unref(a);
+	tfd_channel_unref(b);
+
+	tap_runtime_dir(dir);
+	r = tfd_publisher_new("cam/ro", TFD_PUBLISHER_READONLY_DMABUF, &pub);
+	if (ok(r == 0, "%s: a publisher of read-only dma-bufs only (%d)", name, r)) {
+		m = message_of(buf, 9);
+		r = tfd_publisher_publish(pub, m);
+		tfd_message_unref(m);
+		if (source == TFD_DMABUF_DRM)
+			ok(r == 0, "%s: it publishes the read-only dma-buf (%d)", name, r);
+		else
+			ok(r == -EPERM && strstr(tfd_publisher_strerror(pub), "writable"),
+			   "%s: it refuses the writable dma-buf: %d, %s", name, r,
+			   tfd_publisher_strerror(pub));
+		tfd_publisher_unref(pub);
+	}
+	rm_tree(dir);
+	tfd_buffer_unref(buf);
+	ok(count_fds() == fds0 && count_maps() == maps0,
+	   "%s: receiver test: no fd or mapping leaked (%d fds, %d maps)", name,
+	   count_fds() - fds0, count_maps() - maps0);
+}
+
+/* The flag itself, on any kernel: memfd tensors are not dma-bufs and pass. */
+static void test_readonly_flag(void)
+{
+	char dir[] = "/tmp/tfd-dmabuf-fl-XXXXXX";
+	struct tfd_publisher *pub;
+	struct tfd_buffer *b;
+	struct tfd_message *m;
+	int fds0 = count_fds(), r;
+
+	tap_runtime_dir(dir);
+	r = tfd_publisher_new("cam/flag", TFD_PUBLISHER_READONLY_DMABUF, &pub);
+	if (ok(r == 0, "TFD_PUBLISHER_READONLY_DMABUF is a publisher flag (%d)", r)) {
+		r = tfd_publisher_loan(pub, 4096, &b);
+		if (r == 0) {
+			m = message_of(b, 1);
+			r = m ? tfd_publisher_publish(pub, m) : -ENOMEM;
+			tfd_message_unref(m);
+			tfd_buffer_unref(b);
+		}
+		ok(r == 0, "with it, a pool (memfd) tensor is published (%d)", r);
+		tfd_publisher_unref(pub);
+	}
+	ok(tfd_publisher_new("cam/flag", 1u << 30, &pub) == -EINVAL, "an unknown flag: -EINVAL");
+	rm_tree(dir);
+	ok(count_fds() == fds0, "flag test: no fd leaked");
 }
 
 /* --- wrapping a dma-buf the caller already has --------------------------- */
@@ -635,6 +760,46 @@ out:
 #endif
 }
 
+/*
+ * Why the library cannot hand out a read-only fd of a dma-buf it exported
+ * writable: a second PRIME export of the same object, with other flags,
+ * returns the kernel's cached dma-buf, the same file in the same mode.
+ */
+static void test_prime_reexport(void)
+{
+#ifdef HAVE_LIBDRM
+	struct drm_mode_create_dumb dumb = { .width = 4096, .height = 1, .bpp = 8 };
+	struct drm_mode_destroy_dumb destroy;
+	struct stat a, b;
+	int card, fd1 = -1, fd2 = -1, fds0 = count_fds();
+
+	card = open_vgem();
+	if (card < 0) {
+		skip("PRIME re-export: no vgem device (modprobe vgem)");
+		return;
+	}
+	if (drmIoctl(card, DRM_IOCTL_MODE_CREATE_DUMB, &dumb) == 0) {
+		drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC | DRM_RDWR, &fd1);
+		drmPrimeHandleToFD(card, dumb.handle, DRM_CLOEXEC, &fd2);
+		destroy.handle = dumb.handle;
+		drmIoctl(card, DRM_IOCTL_MODE_DESTROY_DUMB, &destroy);
+	}
+	ok(fd1 >= 0 && fd2 >= 0 && fstat(fd1, &a) == 0 && fstat(fd2, &b) == 0 &&
+	   a.st_ino == b.st_ino && (fcntl(fd2, F_GETFL) & O_ACCMODE) == O_RDWR,
+	   "PRIME: exporting a dumb buffer again without DRM_RDWR gives the same O_RDWR "
+	   "dma-buf (%s)", fd2 >= 0 && (fcntl(fd2, F_GETFL) & O_ACCMODE) == O_RDWR ? "O_RDWR" :
+	   "not O_RDWR");
+	if (fd1 >= 0)
+		close(fd1);
+	if (fd2 >= 0)
+		close(fd2);
+	close(card);
+	ok(count_fds() == fds0, "PRIME re-export: no fd leaked");
+#else
+	skip("PRIME re-export: tensorfd was built without libdrm");
+#endif
+}
+
 /* --- a topic: a publisher publishes a dma-buf ---------------------------- */
 
 static int subscriber_child(void)
@@ -859,9 +1024,13 @@ int main(void)
 	test_not_dmabuf();
 	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)
 		test_source(s);
+	test_readonly_flag();
+	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)
+		test_peer_write(s);
 	test_external();
 	test_external_readonly();
 	test_fence();
+	test_prime_reexport();
 	test_topic();
 	test_latency(64, "64 B", TFD_DMABUF_ANY);
 	for (s = TFD_DMABUF_HEAP; s <= TFD_DMABUF_DRM; s++)

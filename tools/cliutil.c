@@ -130,13 +130,27 @@ const char *dtype_name(struct tfd_dtype d, char *buf, size_t len)
 	return buf;
 }
 
+/* A name of the table, or one with "xN" after it for N lanes (as dtype_name writes it). */
 int dtype_parse(const char *s, struct tfd_dtype *d)
 {
-	size_t i;
+	const char *x = strrchr(s, 'x');
+	char one[16];
+	uint64_t lanes = 1;
+	size_t i, len = strlen(s);
 
+	if (x && x[1] >= '0' && x[1] <= '9') {
+		if (parse_uint(x + 1, &lanes) < 0 || lanes == 0 || lanes > UINT16_MAX)
+			return -EINVAL;
+		len = (size_t)(x - s);
+	}
+	if (len >= sizeof(one))
+		return -EINVAL;
+	memcpy(one, s, len);
+	one[len] = '\0';
 	for (i = 0; i < sizeof(dtypes) / sizeof(dtypes[0]); i++)
-		if (strcmp(s, dtypes[i].name) == 0 || strcmp(s, dtypes[i].alias) == 0) {
+		if (strcmp(one, dtypes[i].name) == 0 || strcmp(one, dtypes[i].alias) == 0) {
 			*d = dtypes[i].d;
+			d->lanes = (uint16_t)lanes;
 			return 0;
 		}
 	return -EINVAL;
@@ -178,7 +192,10 @@ static double half_to_double(uint16_t h)
 	return h & 0x8000 ? -v : v;
 }
 
-/* One element as a double; false if the dtype has no such reading. */
+/*
+ * One element as a double; false if the dtype has no such reading. Only
+ * the widths read below are copied: a peer's dtype may claim any width.
+ */
 static bool element(struct tfd_dtype d, const unsigned char *p, double *v)
 {
 	union {
@@ -187,17 +204,17 @@ static bool element(struct tfd_dtype d, const unsigned char *p, double *v)
 		float f32; double f64;
 	} u;
 
-	if (d.lanes != 1)
+	if (d.lanes != 1 || (d.bits != 8 && d.bits != 16 && d.bits != 32 && d.bits != 64))
 		return false;
 	memcpy(&u, p, d.bits / 8);
 	switch (d.code) {
 	case TFD_INT:
 		*v = d.bits == 8 ? u.i8 : d.bits == 16 ? u.i16 : d.bits == 32 ? u.i32 : (double)u.i64;
-		return d.bits <= 64;
+		return true;
 	case TFD_UINT:
 	case TFD_BOOL:
 		*v = d.bits == 8 ? u.u8 : d.bits == 16 ? u.u16 : d.bits == 32 ? u.u32 : (double)u.u64;
-		return d.bits <= 64;
+		return true;
 	case TFD_FLOAT:
 		if (d.bits == 16)
 			*v = half_to_double(u.u16);
@@ -231,9 +248,14 @@ static uint64_t count_of(const struct tfd_layout *l)
 	return n;
 }
 
-/* Visit every element in C order: fn(base + its byte offset). */
-static void for_each(const struct tfd_layout *l, const void *base,
-		     void (*fn)(const unsigned char *p, void *arg), void *arg)
+/*
+ * Visit the elements in C order, fn(base + its byte offset), at most max of
+ * them; with interruptible, stop early when a signal asked the tool to
+ * stop. Returns how many were visited.
+ */
+static uint64_t for_each(const struct tfd_layout *l, const void *base, uint64_t max,
+			 bool interruptible, void (*fn)(const unsigned char *p, void *arg),
+			 void *arg)
 {
 	int64_t idx[TFD_MAX_NDIM] = { 0 };
 	size_t esz = (size_t)l->dtype.bits * l->dtype.lanes / 8;
@@ -241,7 +263,11 @@ static void for_each(const struct tfd_layout *l, const void *base,
 	int64_t off;
 	int i;
 
+	if (n > max)
+		n = max;
 	for (k = 0; k < n; k++) {
+		if (interruptible && (k & 0xffff) == 0xffff && stop_requested)
+			return k;
 		off = 0;
 		for (i = 0; i < l->ndim; i++)
 			off += idx[i] * l->strides[i];
@@ -252,6 +278,7 @@ static void for_each(const struct tfd_layout *l, const void *base,
 			idx[i] = 0;
 		}
 	}
+	return n;
 }
 
 struct stats_arg {
@@ -278,18 +305,46 @@ static void stats_one(const unsigned char *p, void *arg)
 	a->st->n++;
 }
 
+/*
+ * A dimension of stride 0 repeats the same elements: it is dropped from the
+ * walk and its extent multiplies what the walk counted, so a broadcast of
+ * 2^60 elements costs one. What still aliases (overlapping strides) is
+ * walked only as far as a dense tensor of the same span would be.
+ */
 void tensor_stats(const struct tfd_layout *l, const void *data, struct tensor_stats *st)
 {
 	struct stats_arg a = { l->dtype, st };
-	double v;
+	struct tfd_layout w = *l;
+	uint64_t lo, hi, esz, times = 1, walk, max;
 	unsigned char zero[16] = { 0 };
+	double v;
+	int i, k;
 
 	memset(st, 0, sizeof(*st));
-	st->numeric = element(l->dtype, zero, &v);
-	if (st->numeric)
-		for_each(l, data, stats_one, &a);
+	st->numeric = data && element(l->dtype, zero, &v) && tfd_layout_span(l, &lo, &hi) == 0;
+	st->total = count_of(l);
+	if (!st->numeric || st->total == 0)
+		return;
+	for (i = 0, k = 0; i < l->ndim; i++) {
+		if (l->strides[i] == 0) {
+			times *= (uint64_t)l->shape[i];
+			continue;
+		}
+		w.shape[k] = l->shape[i];
+		w.strides[k++] = l->strides[i];
+	}
+	w.ndim = k;
+	esz = (uint64_t)l->dtype.bits / 8;
+	max = (hi - lo) / esz;
+	walk = count_of(&w);
+	st->walked = for_each(&w, data, max, true, stats_one, &a);
+	if (st->walked == walk) {
+		st->walked = st->total;
+		st->n *= times;
+		st->nan *= times;
+		st->sum *= (double)times;
+	}
 }
-
 uint64_t tensor_bytes(const struct tfd_layout *l)
 {
 	uint64_t n = 0;
@@ -318,12 +373,19 @@ void tensor_gather(const struct tfd_layout *l, const void *base, void *dst)
 		memcpy(dst, (const char *)base + l->byte_offset, tensor_bytes(l));
 		return;
 	}
-	for_each(l, base, gather_one, &a);
+	/* bounded by the caller: a dense copy no larger than the span */
+	for_each(l, base, UINT64_MAX, false, gather_one, &a);
 }
 
 void json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
+	json_chars(f, s);
+	fputc('"', f);
+}
+
+void json_chars(FILE *f, const char *s)
+{
 	for (; *s; s++) {
 		unsigned char c = (unsigned char)*s;
 
@@ -334,7 +396,6 @@ void json_string(FILE *f, const char *s)
 		else
 			fputc(c, f);
 	}
-	fputc('"', f);
 }
 
 int parse_shape(const char *s, int64_t *shape, int *ndim)

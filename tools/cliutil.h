@@ -53,9 +53,15 @@ int dtype_st_parse(const char *s, struct tfd_dtype *d);
 struct tensor_stats {
 	double min, max, sum;
 	uint64_t n, nan;
+	uint64_t walked, total;	/* elements looked at (weighing broadcasts), in the tensor */
 	bool numeric;
 };
 
+/*
+ * Statistics of a host tensor; a broadcast (stride 0) costs what its
+ * distinct elements cost, aliasing ones at most what its span holds, and
+ * SIGINT/SIGTERM (stop_requested) cut the walk short: then walked < total.
+ */
 void tensor_stats(const struct tfd_layout *l, const void *data, struct tensor_stats *st);
 
 /* Bytes of a tensor's elements (contiguous size); 0 on overflow. */
@@ -65,7 +71,9 @@ void tensor_gather(const struct tfd_layout *l, const void *base, void *dst);
 
 /* "12.0 MiB" */
 const char *fmt_bytes(char *buf, size_t len, double bytes);
+/* s as a JSON string, quoted; json_chars: its characters only, escaped. */
 void json_string(FILE *f, const char *s);
+void json_chars(FILE *f, const char *s);
 int parse_shape(const char *s, int64_t *shape, int *ndim);
 int parse_double(const char *s, double *ret);
 int parse_uint(const char *s, uint64_t *ret);

@@ -75,8 +75,10 @@ int rec_write_start(int fd, const char *const *topics, unsigned int n)
 		return -ENOMEM;
 	fprintf(f, "{\"__metadata__\":{\"format\":\"%s\",\"version\":\"%s\",\"topics\":\"",
 		REC_FORMAT, REC_VERSION);
-	for (i = 0; i < n; i++)
-		fprintf(f, "%s%s", i ? "," : "", topics[i]);
+	for (i = 0; i < n; i++) {
+		fputs(i ? "," : "", f);
+		json_chars(f, topics[i]);
+	}
 	fprintf(f, "\"}}        ");
 	if (fclose(f) != 0)
 		return -ENOMEM;
@@ -85,24 +87,63 @@ int rec_write_start(int fd, const char *const *topics, unsigned int n)
 	return r;
 }
 
+/*
+ * How one tensor goes into the file: C-contiguous as safetensors has it,
+ * a gathered copy of a strided view, or, when its elements alias (a
+ * stride of 0 broadcasts, overlapping strides), the bytes of its span with
+ * its strides, because a dense copy would be larger than what it spans.
+ * 1 and a reason in err when the tensor cannot be written.
+ */
+static int tensor_plan(const struct tfd_message *m, unsigned int i, const char *base,
+		       uint64_t *lo, uint64_t *sz, bool *strided, char *err, size_t errlen)
+{
+	const struct tfd_layout *l = tfd_message_layout(m, i);
+	const char *name = tfd_message_name(m, i);
+	uint64_t hi, nbytes;
+	char dt[32];
+
+	if (!strcmp(name, "__metadata__")) {
+		snprintf(err, errlen, "tensor name __metadata__ is reserved in safetensors");
+		return 1;
+	}
+	if (!dtype_st_name(l->dtype)) {
+		snprintf(err, errlen, "tensor %s: dtype %s has no safetensors name", name,
+			 dtype_name(l->dtype, dt, sizeof(dt)));
+		return 1;
+	}
+	if (!base) {
+		snprintf(err, errlen, "tensor %s is not in host memory", name);
+		return 1;
+	}
+	if (tfd_layout_span(l, lo, &hi) < 0 || tfd_layout_nbytes(l, &nbytes) < 0) {
+		snprintf(err, errlen, "tensor %s: %s", name, tfd_last_error());
+		return 1;
+	}
+	*strided = nbytes > hi - *lo;
+	*sz = *strided ? hi - *lo : nbytes;
+	return 0;
+}
+
 int rec_write_msg(int fd, const char *topic, uint64_t t_ns, const struct tfd_message *m,
-		  uint64_t *bytes)
+		  uint64_t *bytes, char *err, size_t errlen)
 {
 	struct iovec data[TFD_MAX_TENSORS];
 	void *copies[TFD_MAX_TENSORS] = { NULL };
 	int n = tfd_message_count(m), i, j, r = 0;
-	char *json = NULL, dt[32];
-	uint64_t off = 0, sz;
+	char *json = NULL;
+	uint64_t off = 0, sz, lo;
 	const unsigned char *u;
 	size_t len = 0, ulen, k;
+	bool strided;
 	FILE *f;
 
 	f = open_memstream(&json, &len);
 	if (!f)
 		return -ENOMEM;
-	fprintf(f, "{\"__metadata__\":{\"topic\":\"%s\",\"seq\":\"%llu\",\"t_ns\":\"%llu\","
-		   "\"timestamp\":\"%llu\"",
-		topic, (unsigned long long)tfd_message_seq(m), (unsigned long long)t_ns,
+	fprintf(f, "{\"__metadata__\":{\"topic\":");
+	json_string(f, topic);
+	fprintf(f, ",\"seq\":\"%llu\",\"t_ns\":\"%llu\",\"timestamp\":\"%llu\"",
+		(unsigned long long)tfd_message_seq(m), (unsigned long long)t_ns,
 		(unsigned long long)tfd_message_timestamp(m));
 	u = tfd_message_get_user_data(m, &ulen);
 	if (ulen) {
@@ -114,37 +155,45 @@ int rec_write_msg(int fd, const char *topic, uint64_t t_ns, const struct tfd_mes
 	fprintf(f, "}");
 	for (i = 0; i < n && r == 0; i++) {
 		const struct tfd_layout *l = tfd_message_layout(m, (unsigned int)i);
-		const char *st = dtype_st_name(l->dtype);
 		const char *base = tfd_buffer_data(tfd_message_buffer(m, (unsigned int)i));
 
-		if (!st) {
-			fprintf(stderr, "%s: tensor %s: dtype %s has no safetensors name\n", prog,
-				tfd_message_name(m, (unsigned int)i), dtype_name(l->dtype, dt, sizeof(dt)));
-			r = -EOPNOTSUPP;
+		r = tensor_plan(m, (unsigned int)i, base, &lo, &sz, &strided, err, errlen);
+		if (r)
 			break;
-		}
-		sz = tensor_bytes(l);
-		fprintf(f, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", tfd_message_name(m, (unsigned int)i), st);
+		fputc(',', f);
+		json_string(f, tfd_message_name(m, (unsigned int)i));
+		fprintf(f, ":{\"dtype\":\"%s\",\"shape\":[", dtype_st_name(l->dtype));
 		for (j = 0; j < l->ndim; j++)
 			fprintf(f, "%s%lld", j ? "," : "", (long long)l->shape[j]);
-		fprintf(f, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+		if (strided) {
+			fprintf(f, "],\"strides\":[");
+			for (j = 0; j < l->ndim; j++)
+				fprintf(f, "%s%lld", j ? "," : "", (long long)l->strides[j]);
+			fprintf(f, "],\"byte_offset\":%llu",
+				(unsigned long long)(l->byte_offset - lo));
+		} else {
+			fprintf(f, "]");
+		}
+		fprintf(f, ",\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
 			(unsigned long long)(off + sz));
 		off += sz;
-		if (tfd_layout_is_contiguous(l)) {
-			data[i] = (struct iovec){ (void *)(base + l->byte_offset), sz };
+		if (strided || tfd_layout_is_contiguous(l)) {
+			data[i] = (struct iovec){ (void *)(base + (strided ? lo : l->byte_offset)), sz };
 			continue;
 		}
 		copies[i] = malloc(sz ? sz : 1);
 		if (!copies[i]) {
-			r = -ENOMEM;
+			snprintf(err, errlen, "no memory for a copy of tensor %s (%llu bytes)",
+				 tfd_message_name(m, (unsigned int)i), (unsigned long long)sz);
+			r = 1;
 			break;
 		}
 		tensor_gather(l, base, copies[i]);
 		data[i] = (struct iovec){ copies[i], sz };
 	}
 	fprintf(f, "}        ");
-	if (fclose(f) != 0)
-		r = r ? r : -ENOMEM;
+	if (fclose(f) != 0 && r == 0)
+		r = -ENOMEM;
 	if (r == 0)
 		r = write_doc(fd, json, len - 8, data, n);
 	for (i = 0; i < n; i++)
@@ -273,6 +322,20 @@ static int jint(struct jp *j, int64_t *v)
 	return 0;
 }
 
+static int jsint(struct jp *j, int64_t *v)
+{
+	bool neg;
+	int r;
+
+	ws(j);
+	neg = j->p < j->end && *j->p == '-';
+	j->p += neg;
+	r = jint(j, v);
+	if (neg)
+		*v = -*v;
+	return r;
+}
+
 static int jskip(struct jp *j, int depth)
 {
 	char tmp[256];
@@ -345,8 +408,8 @@ static int jtensor(struct jp *j, struct rec_tensor *t)
 {
 	char key[64], dt[16];
 	bool have_dtype = false, have_shape = false, have_offsets = false;
-	int64_t v[2];
-	int r;
+	int64_t v[2], strides_v[TFD_MAX_NDIM];
+	int r, n_strides = 0;
 
 	r = expect(j, '{');
 	while (r == 0) {
@@ -357,8 +420,9 @@ static int jtensor(struct jp *j, struct rec_tensor *t)
 			if (r == 0 && dtype_st_parse(dt, &t->dtype) < 0)
 				return jfail(j, "tensor %s: unknown dtype %s", t->name, dt);
 			have_dtype = true;
-		} else if (!strcmp(key, "shape") || !strcmp(key, "data_offsets")) {
-			bool shape = key[0] == 's';
+		} else if (!strcmp(key, "shape") || !strcmp(key, "data_offsets") ||
+			   !strcmp(key, "strides")) {
+			bool shape = key[0] == 's', strides = key[1] == 't';
 			int n = 0;
 
 			r = expect(j, '[');
@@ -367,12 +431,16 @@ static int jtensor(struct jp *j, struct rec_tensor *t)
 					break;
 				if (shape ? n == TFD_MAX_NDIM : n == 2)
 					return jfail(j, "tensor %s: too many %s", t->name, key);
-				r = jint(j, shape ? &t->shape[n] : &v[n]);
+				r = strides ? jsint(j, &strides_v[n])
+					    : jint(j, shape ? &t->shape[n] : &v[n]);
 				n++;
 			}
 			if (r == 0)
 				r = expect(j, ']');
-			if (shape) {
+			if (strides) {
+				n_strides = n;
+				t->strided = true;
+			} else if (shape) {
 				t->ndim = n;
 				have_shape = true;
 			} else if (n != 2) {
@@ -382,6 +450,9 @@ static int jtensor(struct jp *j, struct rec_tensor *t)
 				t->end = (uint64_t)v[1];
 				have_offsets = true;
 			}
+		} else if (!strcmp(key, "byte_offset")) {
+			r = jint(j, &v[0]);
+			t->byte_offset = (uint64_t)v[0];
 		} else {
 			r = jskip(j, 2);
 		}
@@ -395,6 +466,10 @@ static int jtensor(struct jp *j, struct rec_tensor *t)
 		r = expect(j, '}');
 	if (r == 0 && !(have_dtype && have_shape && have_offsets))
 		return jfail(j, "tensor %s lacks dtype, shape or data_offsets", t->name);
+	if (r == 0 && t->strided && n_strides != t->ndim)
+		return jfail(j, "tensor %s: %d strides for %d dimensions", t->name, n_strides,
+			     t->ndim);
+	memcpy(t->strides, strides_v, sizeof(int64_t) * (size_t)n_strides);
 	return r;
 }
 
@@ -536,21 +611,40 @@ static int by_begin(const void *a, const void *b)
 	return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
-/* Each range matches its dtype and shape; together they tile [0, data_len). */
+void rec_layout(const struct rec_tensor *t, struct tfd_layout *l)
+{
+	if (tfd_layout_init(l, t->dtype, t->ndim, t->shape) < 0)
+		memset(l, 0, sizeof(*l));	/* the dtype: tfd_layout_span refuses it */
+	if (t->strided) {
+		memcpy(l->strides, t->strides, sizeof(l->strides));
+		l->byte_offset = t->byte_offset;
+	}
+}
+
+/*
+ * Each range holds exactly its tensor: its dense size (dtype times shape),
+ * or for a strided one its span, from the range's first byte (the library's
+ * tfd_layout_span decides). Together the ranges tile [0, data_len).
+ */
 static int check_ranges(struct rec_msg *m, char *err, size_t errlen)
 {
 	struct rec_tensor sorted[TFD_MAX_TENSORS];
 	struct tfd_layout l;
-	uint64_t nbytes, at = 0;
+	uint64_t lo, hi, at = 0;
 	unsigned int i;
+	bool fits;
 
 	for (i = 0; i < m->n; i++) {
 		struct rec_tensor *t = &m->t[i];
 
-		if (tfd_layout_init(&l, t->dtype, t->ndim, t->shape) < 0 ||
-		    tfd_layout_nbytes(&l, &nbytes) < 0 || t->end < t->begin ||
-		    t->end - t->begin != nbytes) {
-			snprintf(err, errlen, "tensor %s: byte range does not match its shape", t->name);
+		rec_layout(t, &l);
+		if (t->strided)
+			fits = tfd_layout_span(&l, &lo, &hi) == 0 && lo == 0;
+		else
+			fits = tfd_layout_nbytes(&l, &hi) == 0;
+		if (!fits || t->end < t->begin || t->end - t->begin != hi) {
+			snprintf(err, errlen, "tensor %s: byte range does not match its %s", t->name,
+				 t->strided ? "shape and strides" : "shape");
 			return -EBADMSG;
 		}
 	}

@@ -8,11 +8,17 @@
  * arrival time since the recording started (t_ns), the publisher's
  * timestamp and the user data in hex. docs/design.md and
  * tensorfd-record(1) describe it; any safetensors reader reads one
- * document at a time.
+ * document at a time. One exception to safetensors: a tensor whose
+ * elements alias (a stride of 0 broadcasts) is stored as the bytes of its
+ * span (tfd_layout_span) with "strides" (elements) and "byte_offset" (of
+ * element 0 in its data range) beside "shape"; plain safetensors readers
+ * refuse such a document rather than misread it, since its range does not
+ * match its shape.
  */
 #ifndef TFD_RECFILE_H
 #define TFD_RECFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,7 +35,13 @@ struct rec_tensor {
 	int ndim;
 	int64_t shape[TFD_MAX_NDIM];
 	uint64_t begin, end;	/* within the data section */
+	bool strided;		/* strides and byte_offset given: the range is the span */
+	int64_t strides[TFD_MAX_NDIM];
+	uint64_t byte_offset;
 };
+
+/* The tensor's layout within its data range [begin, end). */
+void rec_layout(const struct rec_tensor *t, struct tfd_layout *l);
 
 struct rec_msg {
 	char topic[TFD_TOPIC_MAX + 1];
@@ -47,10 +59,15 @@ struct rec_file_info {
 	char topics[REC_MAX_TOPICS][TFD_TOPIC_MAX + 1];
 };
 
-/* Writers: 0 or a negative errno. */
+/*
+ * Writers: 0 or a negative errno (the file could not be written).
+ * rec_write_msg returns 1, writing nothing, for a message the format cannot
+ * hold (a dtype safetensors has no name for, a tensor outside host memory,
+ * the reserved name __metadata__), with the reason in err.
+ */
 int rec_write_start(int fd, const char *const *topics, unsigned int n);
 int rec_write_msg(int fd, const char *topic, uint64_t t_ns, const struct tfd_message *m,
-		  uint64_t *bytes);
+		  uint64_t *bytes, char *err, size_t errlen);
 
 /* Readers: *pos is the offset of the next document and advances. */
 int rec_read_start(int fd, uint64_t *pos, struct rec_file_info *info, char *err, size_t errlen);

@@ -41,6 +41,7 @@ static void describe(const struct tfd_message *m, bool stats)
 	uint64_t ts = tfd_message_timestamp(m), now = now_ns();
 	int n = tfd_message_count(m), i;
 	char a[32], b[32];
+	const char *dt;
 	size_t ulen = 0;
 
 	tfd_message_get_user_data(m, &ulen);
@@ -54,7 +55,8 @@ static void describe(const struct tfd_message *m, bool stats)
 		const struct tfd_layout *l = tfd_message_layout(m, (unsigned int)i);
 		struct tensor_stats st;
 
-		printf("  %s: %s", tfd_message_name(m, (unsigned int)i), dtype_name(l->dtype, a, sizeof(a)));
+		dt = dtype_name(l->dtype, a, sizeof(a));
+		printf("  %s: %s", tfd_message_name(m, (unsigned int)i), dt);
 		print_dims("shape ", l->shape, l->ndim);
 		print_dims("strides ", l->strides, l->ndim);
 		printf(" %s %llu bytes%s\n", device_name(l->device, b, sizeof(b)),
@@ -64,12 +66,17 @@ static void describe(const struct tfd_message *m, bool stats)
 			continue;
 		tensor_stats(l, tfd_buffer_data(tfd_message_buffer(m, (unsigned int)i)), &st);
 		if (!st.numeric)
-			printf("    (no statistics for %s)\n", a);
+			printf("    (no statistics for %s)\n", dt);
 		else if (st.n == 0)
-			printf("    min - max - mean - nan %llu\n", (unsigned long long)st.nan);
+			printf("    min - max - mean - nan %llu", (unsigned long long)st.nan);
 		else
-			printf("    min %.6g max %.6g mean %.6g nan %llu\n", st.min, st.max,
+			printf("    min %.6g max %.6g mean %.6g nan %llu", st.min, st.max,
 			       st.sum / (double)st.n, (unsigned long long)st.nan);
+		if (st.numeric && st.walked < st.total)
+			printf(" (over %llu of %llu elements)", (unsigned long long)st.walked,
+			       (unsigned long long)st.total);
+		if (st.numeric)
+			printf("\n");
 	}
 }
 

@@ -68,6 +68,16 @@ static bool queues_empty(void)
 	return true;
 }
 
+/* The exit codes tensorfd-play(1) lists: denied, or any other failure. */
+static int play_exit(int code)
+{
+	return code == EXIT_DENIED ? EXIT_DENIED : EXIT_FAIL;
+}
+
+/*
+ * A message goes out whole or not at all: EXIT_OK, or the exit code after
+ * saying what failed.
+ */
 static int publish(int fd, const char *file, const struct rec_msg *rm, struct tfd_publisher *pub,
 		   const char *topic)
 {
@@ -77,18 +87,19 @@ static int publish(int fd, const char *file, const struct rec_msg *rm, struct tf
 	uint64_t size, done;
 	unsigned int i;
 	ssize_t n;
-	int r;
+	int r, rc = EXIT_OK;
 
 	r = tfd_message_new(&m);
 	if (r < 0)
-		return report(r, "message");
-	for (i = 0; i < rm->n && r >= 0; i++) {
+		return play_exit(report(r, "message"));
+	for (i = 0; i < rm->n && rc == EXIT_OK; i++) {
 		const struct rec_tensor *t = &rm->t[i];
 
 		size = t->end - t->begin;
 		r = tfd_publisher_loan(pub, size ? size : 1, &b);
 		if (r < 0) {
-			r = report(r, "loaning %llu bytes on %s", (unsigned long long)size, topic);
+			rc = play_exit(report(r, "loaning %llu bytes on %s", (unsigned long long)size,
+					      topic));
 			break;
 		}
 		for (done = 0; done < size; done += (uint64_t)n) {
@@ -102,18 +113,20 @@ static int publish(int fd, const char *file, const struct rec_msg *rm, struct tf
 				return EXIT_FAIL;
 			}
 		}
-		tfd_layout_init(&l, t->dtype, t->ndim, t->shape);
+		rec_layout(t, &l);
 		r = tfd_message_add_tensor(m, t->name, b, &l);
 		tfd_buffer_unref(b);
+		/* a tensor the library refuses is the file's fault: a broken file */
 		if (r < 0)
-			r = report(r, "%s: tensor %s", file, t->name);
+			rc = play_exit(report(r, "%s: tensor '%s'", file, t->name));
 	}
-	if (r >= 0 && rm->user_len && (r = tfd_message_set_user_data(m, rm->user, rm->user_len)) < 0)
-		r = report(r, "user data");
-	if (r >= 0 && (r = tfd_publisher_publish(pub, m)) < 0)
-		r = report(r, "publishing on %s", topic);
+	if (rc == EXIT_OK && rm->user_len &&
+	    (r = tfd_message_set_user_data(m, rm->user, rm->user_len)) < 0)
+		rc = play_exit(report(r, "%s: user data", file));
+	if (rc == EXIT_OK && (r = tfd_publisher_publish(pub, m)) < 0)
+		rc = play_exit(report(r, "publishing on %s", topic));
 	tfd_message_unref(m);
-	return r < 0 ? (r == -EINVAL ? EXIT_FAIL : r) : EXIT_OK;
+	return rc;
 }
 
 static void usage(FILE *f)

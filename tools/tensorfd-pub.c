@@ -143,20 +143,44 @@ struct gen {
 	struct tfd_dtype dtype;
 	int ndim;
 	int64_t shape[TFD_MAX_NDIM];
+	int n_strides;			/* -1: C order */
+	int64_t strides[TFD_MAX_NDIM];
 	enum fill how;
 	double value;
 };
 
+/*
+ * With --strides the tensor is a view (a broadcast when a stride is 0): the
+ * buffer holds its span, filled as if it were a dense vector.
+ */
 static int add_generated(struct tfd_publisher *pub, struct tfd_message *m, const struct gen *g)
 {
+	struct tfd_layout l, dense;
 	struct tfd_buffer *b;
-	struct tfd_layout l;
+	uint64_t lo, hi;
+	int64_t n;
 	int r;
 
-	r = tfd_publisher_loan_tensor(pub, g->dtype, g->ndim, g->shape, &b, &l);
-	if (r < 0)
-		return report(r, "loaning a tensor");
-	fill(&l, tfd_buffer_data(b), g->how, g->value);
+	if (g->n_strides < 0) {
+		r = tfd_publisher_loan_tensor(pub, g->dtype, g->ndim, g->shape, &b, &l);
+		if (r < 0)
+			return report(r, "loaning a tensor");
+		fill(&l, tfd_buffer_data(b), g->how, g->value);
+	} else {
+		r = tfd_layout_init(&l, g->dtype, g->ndim, g->shape);
+		if (r == 0) {
+			memcpy(l.strides, g->strides, sizeof(l.strides));
+			r = tfd_layout_span(&l, &lo, &hi);
+		}
+		if (r < 0)
+			return report(r, "shape and strides");
+		r = tfd_publisher_loan(pub, hi ? hi : 1, &b);
+		if (r < 0)
+			return report(r, "loaning %llu bytes", (unsigned long long)hi);
+		n = (int64_t)(hi / ((uint64_t)g->dtype.bits * g->dtype.lanes / 8));
+		tfd_layout_init(&dense, g->dtype, 1, &n);
+		fill(&dense, tfd_buffer_data(b), g->how, g->value);
+	}
 	r = tfd_message_add_tensor(m, g->name, b, &l);
 	tfd_buffer_unref(b);
 	return r < 0 ? report(r, "adding tensor %s", g->name) : 0;
@@ -281,7 +305,9 @@ static void usage(FILE *f)
 	fprintf(f, "usage: %s [options] TOPIC\n"
 		   "Publish test tensors on TOPIC.\n"
 		   "  -s, --shape DIMS       shape of the generated tensor, e.g. 480,640,3 (4)\n"
-		   "  -d, --dtype TYPE       f32 f64 f16 bf16 i8..i64 u8..u64 bool c64 c128 (f32)\n"
+		   "  -t, --strides DIMS     element strides of the generated tensor, 0 to broadcast\n"
+		   "  -d, --dtype TYPE       f32 f64 f16 bf16 i8..i64 u8..u64 bool c64 c128 (f32),\n"
+		   "                         TYPExN for N lanes\n"
 		   "  -f, --fill HOW         random, ramp (0, 1, 2, ...) or a number (random)\n"
 		   "  -N, --name NAME        name of the generated tensor (data)\n"
 		   "  -F, --npy [NAME=]FILE  publish the array of a .npy file instead (repeatable)\n"
@@ -303,6 +329,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "shape", required_argument, NULL, 's' },
+		{ "strides", required_argument, NULL, 't' },
 		{ "dtype", required_argument, NULL, 'd' },
 		{ "fill", required_argument, NULL, 'f' },
 		{ "name", required_argument, NULL, 'N' },
@@ -320,7 +347,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct gen g = { .name = "data", .dtype = { TFD_FLOAT, 32, 1 }, .ndim = 1,
-			 .shape = { 4 }, .how = FILL_RANDOM };
+			 .shape = { 4 }, .n_strides = -1, .how = FILL_RANDOM };
 	uint64_t count = 0, sent = 0, want_subs = 0, linger = 1000, start, next, uid;
 	uint32_t uids[16];
 	unsigned int n_uids = 0;
@@ -332,11 +359,17 @@ int main(int argc, char **argv)
 	const char *topic;
 	int c, r, rc = EXIT_OK;
 
-	while ((c = getopt_long(argc, argv, "s:d:f:N:F:r:n:1lS:L:u:Bvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:t:d:f:N:F:r:n:1lS:L:u:Bvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			if (parse_shape(optarg, g.shape, &g.ndim) < 0) {
 				fprintf(stderr, "%s: bad shape '%s'\n", prog, optarg);
+				return EXIT_USAGE;
+			}
+			break;
+		case 't':
+			if (parse_shape(optarg, g.strides, &g.n_strides) < 0) {
+				fprintf(stderr, "%s: bad strides '%s'\n", prog, optarg);
 				return EXIT_USAGE;
 			}
 			break;
@@ -416,6 +449,10 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	topic = argv[optind];
+	if (g.n_strides >= 0 && (g.n_strides != g.ndim || n_npys)) {
+		fprintf(stderr, "%s: --strides needs one stride per dimension of --shape\n", prog);
+		return EXIT_USAGE;
+	}
 	catch_signals();
 	r = tfd_publisher_new(topic, flags, &pub);
 	if (r == -EINVAL) {

@@ -46,13 +46,13 @@ int main(int argc, char **argv)
 	};
 	struct tfd_subscriber *subs[REC_MAX_TOPICS] = { NULL };
 	bool ready[REC_MAX_TOPICS], wait = false, verbose = false;
-	uint64_t count = 0, got = 0, bytes = 0, b, start, end = UINT64_MAX, now;
+	uint64_t count = 0, got = 0, skipped = 0, bytes = 0, b, start, end = UINT64_MAX, now;
 	const char *out = NULL, *topics[REC_MAX_TOPICS];
 	unsigned int n = 0, n_live = 0, i;
 	struct tfd_message *m;
-	int c, r, fd, rc = EXIT_OK;
+	int c, r, fd, rc = EXIT_OK, rc_lost = 0;
 	double secs;
-	char sz[32], sz2[32];
+	char sz[32], sz2[32], why[256];
 
 	while ((c = getopt_long(argc, argv, "o:n:d:wvh", longopts, NULL)) != -1) {
 		switch (c) {
@@ -140,10 +140,18 @@ int main(int argc, char **argv)
 				continue;
 			if (r == -ECONNRESET && wait)
 				continue;
-			if (r == -ECONNRESET) {
+			if (r < 0 && wait) {
+				/* the subscriber attaches again */
+				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
+					tfd_subscriber_strerror(subs[i]));
+				continue;
+			}
+			if (r < 0) {
 				/* what it sent is recorded; the other topics go on */
 				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
 					tfd_subscriber_strerror(subs[i]));
+				if (r != -ECONNRESET)
+					rc_lost = exit_code_of(r);
 				tfd_subscriber_unref(subs[i]);
 				n_live--;
 				subs[i] = subs[n_live];
@@ -153,13 +161,15 @@ int main(int argc, char **argv)
 				i--;
 				continue;
 			}
-			if (r < 0) {
-				fprintf(stderr, "%s: %s: %s\n", prog, topics[i],
-					tfd_subscriber_strerror(subs[i]));
-				rc = exit_code_of(r);
-				break;
+			r = rec_write_msg(fd, topics[i], now_ns() - start, m, &b, why, sizeof(why));
+			if (r == 1) {
+				/* one message the format cannot hold does not end the recording */
+				fprintf(stderr, "%s: %s: skipped message %llu: %s\n", prog, topics[i],
+					(unsigned long long)tfd_message_seq(m), why);
+				tfd_message_unref(m);
+				skipped++;
+				continue;
 			}
-			r = rec_write_msg(fd, topics[i], now_ns() - start, m, &b);
 			tfd_message_unref(m);
 			if (r < 0) {
 				fprintf(stderr, "%s: writing %s: %s\n", prog, out, strerror(-r));
@@ -172,9 +182,11 @@ int main(int argc, char **argv)
 		if (rc != EXIT_OK)
 			break;
 	}
-	/* every publisher left before the count or duration was reached */
+	/* every publisher left (or failed) before the count or duration was reached */
 	if (rc == EXIT_OK && !n_live)
-		rc = EXIT_GONE;
+		rc = rc_lost ? rc_lost : EXIT_GONE;
+	if (skipped)
+		fprintf(stderr, "%s: skipped %llu messages\n", prog, (unsigned long long)skipped);
 	if (verbose) {
 		secs = (now_ns() - start) / 1e9;
 		fprintf(stderr, "%s: %llu messages, %s of tensors in %.3f s (%s/s)\n", prog,
