@@ -28,6 +28,7 @@
 #include "gpu.h"
 #include "internal.h"
 #include "notify.h"
+#include "peerfd.h"
 #include "wire.h"
 
 #define RXQ_MAX		4096	/* messages queued while the caller was sending */
@@ -80,10 +81,11 @@ static int ch_fail(struct tfd_channel *ch, int err, const char *fmt, ...)
 	return tfd_fail(ch->err, sizeof(ch->err), err, "%s", line);
 }
 
+/* The peer's fds of a packet: never closed where the peer could block us. */
 static void close_fds(struct rx_packet *pkt)
 {
-	while (pkt->nfds)
-		close(pkt->fds[--pkt->nfds]);
+	peerfd_close_many(pkt->fds, pkt->nfds);
+	pkt->nfds = 0;
 }
 
 static void inflight_free(struct inflight *f)
@@ -475,8 +477,7 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			r = buffer_import(fd, w->newbufs[i].size, w->newbufs[i].kind, ch->err,
 					  sizeof(ch->err), &b);
 		if (r < 0) {
-			for (; k < pkt->nfds; k++)
-				close(pkt->fds[k]);
+			peerfd_close_many(pkt->fds + k, pkt->nfds - k);
 			pkt->nfds = 0;
 			return r;
 		}
@@ -1144,4 +1145,11 @@ int channel_refuse(struct tfd_channel *ch, int error, const char *reason)
 size_t channel_queued(const struct tfd_channel *ch)
 {
 	return ch->rxq_len;
+}
+
+/* A packet on a connection not yet a channel (an introspection request): no fds allowed. */
+ssize_t channel_recv_bare(struct tfd_channel *ch, void *buf, size_t cap, char *errbuf,
+			  size_t errlen)
+{
+	return peerfd_recv_bare(ch->sockfd, buf, cap, errbuf, errlen);
 }

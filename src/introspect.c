@@ -15,55 +15,28 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "peerfd.h"
 #include "wire.h"
 
-#define QUERY_CMSG_FDS 16
-
-static void close_cmsg_fds(struct msghdr *mh)
-{
-	struct cmsghdr *c;
-	size_t i, n;
-	int fd;
-
-	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < n; i++) {
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			close(fd);
-		}
-	}
-}
-
-/* One packet: its length, 0 at the end of the stream, or a negative errno. */
+/*
+ * One packet: its length, 0 at the end of the stream, or a negative errno.
+ * Nothing in this conversation carries fds: any that come are closed
+ * without letting the publisher block us, and end it (-EBADMSG).
+ */
 static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * QUERY_CMSG_FDS)] __attribute__((aligned(8)));
-	struct iovec iov = { .iov_base = buf, .iov_len = cap };
-	struct msghdr mh;
+	char err[256];
 	struct pollfd pfd;
 	uint64_t now;
 	ssize_t n;
 	int ms;
 
 	for (;;) {
-		mh = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				      .msg_controllen = sizeof(cbuf) };
-		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n >= 0) {
-			bool had_fds = mh.msg_controllen > 0;
-
-			close_cmsg_fds(&mh);
-			if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || had_fds)
-				return tfd_fail(NULL, 0, -EBADMSG,
-						"publisher sent an oversized packet or fds");
+		n = peerfd_recv_bare(fd, buf, cap, err, sizeof(err));
+		if (n == -EBADMSG)
+			return tfd_fail(NULL, 0, -EBADMSG, "the publisher sent: %s", err);
+		if (n != -EAGAIN)
 			return n;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return -errno;
 		now = tfd_now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;

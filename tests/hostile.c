@@ -15,6 +15,7 @@
 #include <sys/vfs.h>
 
 #include "internal.h"
+#include "linger.h"
 #include "tap.h"
 #include "wire.h"
 
@@ -141,6 +142,8 @@ struct forge {
 	bool prelude;		/* a valid message announcing BUF_ID goes first */
 	bool trailer;		/* a valid message with a new fd follows */
 	bool hang_up;		/* the attacker closes its end instead of sending */
+	bool timed;		/* an fd whose close blocks: the victim must not wait for it */
+	int keep[2];		/* what keeps that close blocked (linger.h) */
 	int expect;		/* nonzero: this machine's answer differs from the table's */
 	const char *reason;	/* where set: the reason, word for word */
 	const char *skip;	/* why this machine cannot run the case */
@@ -175,6 +178,7 @@ static void forge_add(struct forge *f, uint64_t id, int fd)
 static void forge_init(struct forge *f, uint64_t id)
 {
 	memset(f, 0, offsetof(struct forge, pkt));
+	f->keep[0] = f->keep[1] = -1;
 	wire_hdr_init(&f->hello.h, WIRE_HELLO, sizeof(f->hello));
 	f->hello.max_packet = WIRE_MAX_PACKET;
 	f->hello.pid = (uint64_t)getpid();
@@ -752,6 +756,54 @@ static void forget_unknown(struct forge *f)
 	forge_close_fds(f);
 }
 
+/*
+ * Fds whose close() blocks for LINGER_S seconds, wherever the protocol has
+ * them or has none: the victim's call returns at once all the same.
+ */
+static void fd_lingering(struct forge *f)
+{
+	forge_set_fd(f, 0, lingering_socket(f->keep));
+	f->timed = true;
+}
+
+static void fd_nested_lingering(struct forge *f)
+{
+	forge_set_fd(f, 0, nested_lingering_socket(f->keep));
+	f->timed = true;
+}
+
+static void release_with_lingering(struct forge *f)
+{
+	release_with_fd(f);
+	fd_lingering(f);
+}
+
+static void forget_with_lingering(struct forge *f)
+{
+	const uint64_t id = BUF_ID;
+
+	f->len = (long)put_ids(f->pkt, WIRE_FORGET, &id, 1, 0);
+	fd_lingering(f);
+}
+
+static void hello_with_lingering(struct forge *f)
+{
+	memcpy(f->pkt, &f->hello, sizeof(f->hello));
+	f->len = sizeof(f->hello);
+	f->no_hello = true;
+	fd_lingering(f);
+}
+
+static void info_request_with_lingering(struct forge *f)
+{
+	struct wire_info_request w = { .max_subscribers = 1 };
+
+	wire_hdr_init(&w.h, WIRE_INFO_REQUEST, sizeof(w));
+	memcpy(f->pkt, &w, sizeof(w));
+	f->len = sizeof(w);
+	fd_lingering(f);
+}
+
 static void hang_up(struct forge *f)
 {
 	f->hang_up = true;
@@ -828,12 +880,22 @@ static const struct rx_case rx_cases[] = {
 	{ "a RELEASE carrying an fd", -EBADMSG, release_with_fd },
 	{ "a FORGET of a buffer never sent", -EBADMSG, forget_unknown },
 	{ "a peer that hangs up", -ECONNRESET, hang_up },
+	/* fds whose close blocks (linger.h) */
+	{ "a lingering TCP socket as a buffer", -EBADFD, fd_lingering },
+	{ "a Unix socket holding a lingering TCP socket as a buffer", -EBADFD,
+	  fd_nested_lingering },
+	{ "a RELEASE carrying a lingering TCP socket", -EBADMSG, release_with_lingering },
+	{ "a FORGET carrying a lingering TCP socket", -EBADMSG, forget_with_lingering },
+	{ "a HELLO carrying a lingering TCP socket", -EBADMSG, hello_with_lingering },
+	{ "an INFO_REQUEST carrying a lingering TCP socket", -EBADMSG,
+	  info_request_with_lingering },
 };
 
 static void rx_attack(const struct rx_case *c)
 {
 	static struct forge f;
 	struct tfd_message *m = NULL;
+	uint64_t t0;
 	struct duel d;
 	int r;
 
@@ -842,6 +904,7 @@ static void rx_attack(const struct rx_case *c)
 	c->mutate(&f);
 	if (f.skip) {
 		skip("%s: %s", c->what, f.skip);
+		lingering_end(f.keep);
 		forge_close_fds(&f);
 		tfd_channel_unref(d.ch);
 		close(d.sock);
@@ -866,8 +929,16 @@ static void rx_attack(const struct rx_case *c)
 	}
 	if (f.trailer)
 		attacker_send_good(&d, BUF_ID + 1);
+	t0 = now_ms();
 	r = tfd_channel_recv(d.ch, 1000, &m);
+	t0 = now_ms() - t0;
 	tfd_message_unref(m);
+	if (f.timed) {
+		/* a generous bound: a blocked close would take LINGER_S seconds */
+		ok(t0 < PROMPT_MS, "%s: recv(1000 ms) returns in %llu ms, not after the %d s linger",
+		   c->what, (unsigned long long)t0, LINGER_S);
+		lingering_end(f.keep);
+	}
 	verdict(&d, c->what, f.expect ? f.expect : c->expect, f.reason, r);
 }
 
