@@ -22,8 +22,13 @@
 #include "internal.h"
 #include "peerfd.h"
 
-#define REAP_WAIT_MS	100	/* a caller waits at most this long for its fds to close */
-#define REAP_STUCK_MS	20	/* one close this long: the reaper is stuck, nobody waits */
+/*
+ * A caller waits at most REAP_WAIT_MS for its fds to close (generous: on a
+ * loaded machine the reaper may wait for a CPU), and stops waiting once one
+ * close has taken REAP_STUCK_MS: then the reaper is stuck and nobody waits.
+ */
+#define REAP_WAIT_MS	1000
+#define REAP_STUCK_MS	200
 #define REAP_STACK	(64 * 1024)
 
 static pthread_mutex_t reap_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -152,9 +157,17 @@ static bool reap_reserve(size_t n)
 	return true;
 }
 
+/* Under reap_lock: when a waiter must look again (deadline, or the reaper stuck). */
+static uint64_t reap_next_look(uint64_t deadline)
+{
+	uint64_t stuck_at = reap_busy_since + REAP_STUCK_MS * 1000000ull;
+
+	return reap_busy_since && stuck_at < deadline ? stuck_at : deadline;
+}
+
 static bool reaper_stuck(void)
 {
-	return reap_busy_since && tfd_now_ns() - reap_busy_since > REAP_STUCK_MS * 1000000ull;
+	return reap_busy_since && tfd_now_ns() - reap_busy_since >= REAP_STUCK_MS * 1000000ull;
 }
 
 void peerfd_close_many(int *fds, unsigned int n)
@@ -197,11 +210,13 @@ void peerfd_close_many(int *fds, unsigned int n)
 	mine = reap_queued;
 	pthread_cond_signal(&reap_work);
 	deadline = tfd_now_ns() + REAP_WAIT_MS * 1000000ull;
-	until = (struct timespec){ .tv_sec = (time_t)(deadline / 1000000000),
-				   .tv_nsec = (long)(deadline % 1000000000) };
-	while (reap_closed < mine && !reaper_stuck() &&
-	       pthread_cond_timedwait(&reap_done, &reap_lock, &until) != ETIMEDOUT)
-		;
+	while (reap_closed < mine && !reaper_stuck() && tfd_now_ns() < deadline) {
+		uint64_t at = reap_next_look(deadline);
+
+		until = (struct timespec){ .tv_sec = (time_t)(at / 1000000000),
+					   .tv_nsec = (long)(at % 1000000000) };
+		pthread_cond_timedwait(&reap_done, &reap_lock, &until);
+	}
 	pthread_mutex_unlock(&reap_lock);
 }
 
