@@ -550,6 +550,19 @@ static void gen_channel(void)
 	p.b[0] = 0;	/* broken magic, mended by FIX_HEADER */
 	conv_add(ATTACH_SEALED | FIX_HEADER, &p);
 	write_file("channel", "fixed-header", conv.b, conv.len);
+
+	/* a publisher's end (mode bit 2) refuses a message and a forget */
+	conv_start(4);
+	conv_hello();
+	one_tensor_msg(&p, 1);
+	conv_add(ATTACH_SEALED, &p);
+	write_file("channel", "send-only-msg", conv.b, conv.len);
+
+	conv_start(4 | 1);
+	conv_hello();
+	ids(&p, WIRE_FORGET, &one, 1);
+	conv_add(DISPATCH, &p);
+	write_file("channel", "send-only-forget", conv.b, conv.len);
 }
 
 int main(int argc, char **argv)

@@ -45,6 +45,7 @@ struct tfd_channel {
 	bool notify_open;
 	struct notify notify;
 	bool peer_hello;
+	bool send_only;		/* the peer may only release what we send (a publisher's end) */
 	int dead;		/* 0, or the error that ended the channel */
 	int send_timeout_ms;
 	uint64_t next_seq;
@@ -592,6 +593,13 @@ static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	if (!ch->peer_hello && type != WIRE_HELLO) {
 		r = ch_fail(ch, -EPROTO, "peer did not start with a hello");
 		goto out;
+	}
+	if (ch->send_only && (type == WIRE_MSG || type == WIRE_FORGET)) {
+		/* a publisher maps nothing for a subscriber and holds no message of its */
+		close_fds(pkt);
+		return channel_refuse(ch, EPROTO, type == WIRE_MSG ?
+				      "this end only sends: it takes no messages" :
+				      "this end only sends: it was sent no buffers to forget");
 	}
 	if (type != WIRE_MSG && pkt->nfds) {
 		r = ch_fail(ch, -EBADMSG, "control packet carries %u fds", pkt->nfds);
@@ -1145,6 +1153,11 @@ int channel_refuse(struct tfd_channel *ch, int error, const char *reason)
 size_t channel_queued(const struct tfd_channel *ch)
 {
 	return ch->rxq_len;
+}
+
+void channel_set_send_only(struct tfd_channel *ch)
+{
+	ch->send_only = true;
 }
 
 /* A packet on a connection not yet a channel (an introspection request): no fds allowed. */

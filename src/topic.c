@@ -276,6 +276,8 @@ static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 		return 0;
 	}
 	p->ch = ch;
+	/* a subscriber only releases: a message or a forget from it is refused */
+	channel_set_send_only(ch);
 	p->info.pid = uc.pid;
 	p->info.uid = uc.uid;
 	p->info.gid = uc.gid;

@@ -143,6 +143,7 @@ struct forge {
 	bool trailer;		/* a valid message with a new fd follows */
 	bool hang_up;		/* the attacker closes its end instead of sending */
 	bool timed;		/* an fd whose close blocks: the victim must not wait for it */
+	bool send_only;		/* the victim is a publisher's end: it takes only releases */
 	int keep[2];		/* what keeps that close blocked (linger.h) */
 	int expect;		/* nonzero: this machine's answer differs from the table's */
 	const char *reason;	/* where set: the reason, word for word */
@@ -804,6 +805,23 @@ static void info_request_with_lingering(struct forge *f)
 	fd_lingering(f);
 }
 
+/* A publisher's end takes releases only: a valid MSG or FORGET is refused. */
+static void msg_to_send_only(struct forge *f)
+{
+	f->send_only = true;
+	f->reason = "refused the peer: this end only sends: it takes no messages";
+}
+
+static void forget_to_send_only(struct forge *f)
+{
+	const uint64_t id = BUF_ID;
+
+	f->len = (long)put_ids(f->pkt, WIRE_FORGET, &id, 1, 0);
+	forge_close_fds(f);
+	f->send_only = true;
+	f->reason = "refused the peer: this end only sends: it was sent no buffers to forget";
+}
+
 static void hang_up(struct forge *f)
 {
 	f->hang_up = true;
@@ -880,6 +898,9 @@ static const struct rx_case rx_cases[] = {
 	{ "a RELEASE carrying an fd", -EBADMSG, release_with_fd },
 	{ "a FORGET of a buffer never sent", -EBADMSG, forget_unknown },
 	{ "a peer that hangs up", -ECONNRESET, hang_up },
+	/* to a publisher's end */
+	{ "a valid MSG to an end that only sends", -EPROTO, msg_to_send_only },
+	{ "a FORGET to an end that only sends", -EPROTO, forget_to_send_only },
 	/* fds whose close blocks (linger.h) */
 	{ "a lingering TCP socket as a buffer", -EBADFD, fd_lingering },
 	{ "a Unix socket holding a lingering TCP socket as a buffer", -EBADFD,
@@ -912,6 +933,8 @@ static void rx_attack(const struct rx_case *c)
 	}
 	if (f.len < 0)
 		forge_layout(&f);
+	if (f.send_only)
+		channel_set_send_only(d.ch);
 	if (!f.no_hello)
 		attacker_hello(&d, &f.hello);
 	if (f.prelude) {
