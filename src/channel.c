@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -1016,26 +1017,77 @@ int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len)
 	return 0;
 }
 
-TFD_EXPORT int tfd_channel_connect(const char *path, struct tfd_channel **ret)
+/* Under a connect's wait: SO_SNDTIMEO bounds it (an AF_UNIX connect honours it). */
+static void set_send_timeout(int fd, uint64_t ns)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ns / 1000000000),
+			      .tv_usec = (suseconds_t)(ns % 1000000000 / 1000) };
+
+	if (ns && !tv.tv_sec && !tv.tv_usec)
+		tv.tv_usec = 1;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/*
+ * A connected SOCK_SEQPACKET socket (blocking, close-on-exec) for path, or
+ * a negative errno with a reason. A listener whose queue of pending
+ * connections is full is waited for, woken by the kernel as soon as it has
+ * room, until deadline (ns, CLOCK_MONOTONIC): deadline 0 tries once
+ * (-EAGAIN), UINT64_MAX waits as long as it takes; a deadline that passes
+ * is -ETIMEDOUT. Never longer: a publisher that stops accepting must not
+ * hang a subscriber past its timeout.
+ */
+int unix_connect(const char *path, uint64_t deadline)
 {
 	struct sockaddr_un sa;
 	socklen_t len;
+	uint64_t now;
 	int fd, r;
 
-	if (!ret)
-		return -EINVAL;
 	r = unix_address(path, &sa, &len);
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+	while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
 		r = -errno;
-		close(fd);
-		return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
+		if (r == -EINTR)
+			continue;
+		now = tfd_now_ns();
+		if (r != -EAGAIN || now >= deadline) {
+			close(fd);
+			if (r == -EAGAIN)
+				r = deadline ? -ETIMEDOUT : -EAGAIN;
+			if (r == -EAGAIN || r == -ETIMEDOUT)
+				return tfd_fail(NULL, 0, r, "%s does not accept connections: its "
+						"queue of pending connections is full", path);
+			return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
+		}
+		/* wait for room: the same connect, blocking, bounded by the deadline */
+		set_send_timeout(fd, deadline == UINT64_MAX ? 0 : deadline - now);
+		fcntl(fd, F_SETFL, 0);
 	}
+	fcntl(fd, F_SETFL, 0);
+	set_send_timeout(fd, 0);
+	return fd;
+}
+
+int channel_connect(const char *path, uint64_t deadline, struct tfd_channel **ret)
+{
+	int fd = unix_connect(path, deadline);
+
+	if (fd < 0)
+		return fd;
 	return channel_new(fd, ret);
+}
+
+/* Documented to wait while the listener's queue is full: no deadline. */
+TFD_EXPORT int tfd_channel_connect(const char *path, struct tfd_channel **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	return channel_connect(path, UINT64_MAX, ret);
 }
 
 TFD_EXPORT struct tfd_channel *tfd_channel_ref(struct tfd_channel *ch)

@@ -47,22 +47,13 @@ static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 	}
 }
 
-static int connect_topic(const char *topic, const char *path)
+/* A full listener queue is waited for until the query's deadline. */
+static int connect_topic(const char *topic, const char *path, uint64_t deadline)
 {
-	struct sockaddr_un sa;
-	socklen_t len;
-	int fd, r;
+	int fd = unix_connect(path, deadline), r = fd;
 
-	r = unix_address(path, &sa, &len);
-	if (r < 0)
-		return r;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, len) == 0)
+	if (fd >= 0)
 		return fd;
-	r = -errno;
-	close(fd);
 	switch (r) {
 	case -ENOENT:
 		return tfd_fail(NULL, 0, r, "no topic %s (no socket %s)", topic, path);
@@ -73,8 +64,9 @@ static int connect_topic(const char *topic, const char *path)
 	case -EPERM:
 		return tfd_fail(NULL, 0, -EACCES, "permission denied on %s", path);
 	case -EAGAIN:
-		return tfd_fail(NULL, 0, r, "the publisher of %s does not accept connections now",
-				topic);
+	case -ETIMEDOUT:
+		return tfd_fail(NULL, 0, r, "the publisher of %s does not accept connections now "
+				"(its queue of pending connections is full)", topic);
 	default:
 		return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
 	}
@@ -206,7 +198,7 @@ TFD_EXPORT int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_top
 	r = tfd_topic_path(topic, path, sizeof(path));
 	if (r < 0)
 		return r;
-	fd = connect_topic(topic, path);
+	fd = connect_topic(topic, path, deadline);
 	if (fd < 0)
 		return fd;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len);

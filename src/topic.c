@@ -1029,7 +1029,8 @@ static int sub_attach(struct tfd_subscriber *sub)
 	if (now < sub->next_attempt)
 		return -ENOENT;
 	sub->next_attempt = now + ATTACH_RETRY_MS * 1000000ull;
-	r = tfd_channel_connect(sub->path, &ch);
+	/* never waits: a full listener queue is tried again, within recv's timeout */
+	r = channel_connect(sub->path, 0, &ch);
 	if (r < 0)
 		return r;
 	if (sub->flags & TFD_SUBSCRIBER_SAME_USER) {

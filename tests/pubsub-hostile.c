@@ -6,7 +6,12 @@
  * fresh memfds each) or forgets is refused with a reason at its first
  * such packet, and the publisher keeps neither its buffers nor its fds,
  * however many attackers flood it at once.
+ *
+ * And a publisher that stops accepting: its listener's queue of pending
+ * connections full, a subscriber's calls still return within their
+ * timeouts, with -ETIMEDOUT and a reason, as does an introspection query.
  */
+#include <signal.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -217,6 +222,97 @@ static void flood(pid_t pub, int before)
 		tfd_channel_unref(ch[i]);
 }
 
+/* A listener at topic's socket path with its queue full; its fd and the queued ones. */
+static int full_listener(const char *topic, int *queued, int max, int *n)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int l, c;
+
+	*n = 0;
+	tfd_topic_path(topic, sa.sun_path, sizeof(sa.sun_path));
+	l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 0) < 0)
+		return -1;
+	while (*n < max) {
+		c = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (connect(c, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			close(c);
+			break;
+		}
+		queued[(*n)++] = c;
+	}
+	return l;
+}
+
+/* In a child: what a subscriber's calls return against a full listener. */
+static int subscriber_main(const char *topic)
+{
+	struct tfd_subscriber *sub;
+	struct tfd_message *m = NULL;
+	int r;
+
+	r = tfd_subscriber_new(topic, 0, &sub);
+	if (r < 0)
+		return 10;
+	r = tfd_subscriber_recv(sub, 500, &m);
+	printf("# recv(500 ms): %d: %s\n", r, tfd_last_error());
+	if (r != -ETIMEDOUT)
+		return 11;
+	if (!strstr(tfd_last_error(), "pending connections is full"))
+		return 12;
+	tfd_subscriber_unref(sub);
+	return 0;
+}
+
+/* The child's exit status, or -1 if it is still running after limit_ms (then killed). */
+static int wait_limited(pid_t pid, int limit_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)limit_ms;
+	int st;
+
+	while (now_ms() < end) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+	return -1;
+}
+
+static void full_backlog(void)
+{
+	struct tfd_topic_info *info = NULL;
+	int queued[64], n, l, i, r, fds0 = count_fds();
+	uint64_t t;
+	pid_t pid;
+
+	l = full_listener("hostile/full", queued, 64, &n);
+	if (l < 0 || n == 64) {
+		ok(0, "a listener with a full queue (%d queued): %s", n, strerror(errno));
+		return;
+	}
+	diag("%d connections fill the listener's queue", n);
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(subscriber_main("hostile/full"));
+	r = wait_limited(pid, 10000);
+	ok(r == 0, "tfd_subscriber_new() returns and recv(500 ms) gives -ETIMEDOUT with a reason, "
+	   "the publisher's queue full (child: %d; -1: hung, killed after 10 s)", r);
+	t = now_ms();
+	r = tfd_topic_query("hostile/full", 300, &info);
+	t = now_ms() - t;
+	ok(r == -ETIMEDOUT, "tfd_topic_query(300 ms) waits for room, then -ETIMEDOUT (%d: %s)", r,
+	   tfd_last_error());
+	ok(t < 5000, "and returns (in %llu ms)", (unsigned long long)t);
+	tfd_topic_info_free(info);
+	for (i = 0; i < n; i++)
+		close(queued[i]);
+	close(l);
+	ok(count_fds() == fds0, "nothing left open by the full-queue case");
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tfd-pubsub-hostile-XXXXXX";
@@ -233,6 +329,7 @@ int main(void)
 	flood(pub.pid, before);
 	close(pub.ctl);
 	ok(wait_child(pub.pid) == 0, "the publisher exits cleanly");
+	full_backlog();
 	ok(count_fds() == fds, "no fd leaked in the attackers");
 	rm_tree(dir);
 	return done_testing();
