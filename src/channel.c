@@ -34,6 +34,13 @@
 
 #define RXQ_MAX		4096	/* messages queued while the caller was sending */
 #define RX_BUFS_MAX	4096	/* buffers one peer may have us map */
+/*
+ * Messages one peer may have in flight to us: alive here (queued or held
+ * by the application) or dead with their release not yet sent. This bounds
+ * the releases we owe it (a peer that never reads them cannot make us
+ * remember more); a publisher never has more in flight than its queue depth.
+ */
+#define RX_INFLIGHT_MAX	65536
 
 struct inflight {
 	unsigned int n;
@@ -57,6 +64,7 @@ struct tfd_channel {
 
 	struct idmap rx_bufs;
 	struct tfd_message *rx_live;
+	size_t rx_live_n;	/* messages on rx_live */
 
 	struct tfd_message **rxq;
 	size_t rxq_head, rxq_len, rxq_cap;
@@ -355,6 +363,7 @@ void channel_release(struct tfd_channel *ch, struct tfd_message *msg)
 	if (msg->rx_next)
 		msg->rx_next->rx_prev = msg->rx_prev;
 	msg->rx_channel = NULL;
+	ch->rx_live_n--;
 	if (ch->dead)
 		return;
 	if (ch->rel_len == ch->rel_cap) {
@@ -503,6 +512,9 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	r = wire_decode_msg(pkt->data, pkt->len, w, ch->err, sizeof(ch->err));
 	if (r < 0)
 		return r;
+	if (ch->rx_live_n + ch->rel_len >= RX_INFLIGHT_MAX)
+		return ch_fail(ch, -ENOBUFS, "peer has more than %d messages in flight "
+			       "(it does not read our releases)", RX_INFLIGHT_MAX);
 	r = import_buffers(ch, w, pkt);
 	if (r < 0)
 		return r;
@@ -547,6 +559,7 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	if (ch->rx_live)
 		ch->rx_live->rx_prev = m;
 	ch->rx_live = m;
+	ch->rx_live_n++;
 	ch->stats.messages_received++;
 	*ret = m;
 	return 0;
@@ -1210,6 +1223,11 @@ size_t channel_queued(const struct tfd_channel *ch)
 void channel_set_send_only(struct tfd_channel *ch)
 {
 	ch->send_only = true;
+}
+
+size_t channel_releases_owed(const struct tfd_channel *ch)
+{
+	return ch->rel_len;
 }
 
 /* A packet on a connection not yet a channel (an introspection request): no fds allowed. */

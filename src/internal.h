@@ -122,6 +122,8 @@ int channel_connect(const char *path, uint64_t deadline, struct tfd_channel **re
 void channel_set_send_only(struct tfd_channel *ch);
 ssize_t channel_recv_bare(struct tfd_channel *ch, void *buf, size_t cap, char *errbuf,
 			  size_t errlen);
+/* For tests: releases owed to the peer and not yet sent. */
+size_t channel_releases_owed(const struct tfd_channel *ch);
 
 /* --- id map (idmap.c): uint64 key to pointer, open addressing --- */
 

@@ -235,6 +235,16 @@ unsigned long peerfd_reaped(void)
 	return n;
 }
 
+unsigned long peerfd_outstanding(void)
+{
+	unsigned long n;
+
+	pthread_mutex_lock(&reap_lock);
+	n = reap_queued - reap_closed;
+	pthread_mutex_unlock(&reap_lock);
+	return n;
+}
+
 ssize_t peerfd_recv_bare(int sockfd, void *buf, size_t cap, char *errbuf, size_t errlen)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * PEER_CMSG_FDS)] __attribute__((aligned(8)));

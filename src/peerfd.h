@@ -34,7 +34,8 @@ void peerfd_close_many(int *fds, unsigned int n);
  */
 ssize_t peerfd_recv_bare(int sockfd, void *buf, size_t cap, char *errbuf, size_t errlen);
 
-/* For tests: fds handed to the reaper thread so far. */
+/* For tests: fds handed to the reaper thread so far, and those not closed yet. */
 unsigned long peerfd_reaped(void);
+unsigned long peerfd_outstanding(void);
 
 #endif

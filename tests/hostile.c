@@ -16,6 +16,7 @@
 
 #include "internal.h"
 #include "linger.h"
+#include "peerfd.h"
 #include "tap.h"
 #include "wire.h"
 
@@ -961,6 +962,12 @@ static void rx_attack(const struct rx_case *c)
 		ok(t0 < PROMPT_MS, "%s: recv(1000 ms) returns in %llu ms, not after the %d s linger",
 		   c->what, (unsigned long long)t0, LINGER_S);
 		lingering_end(f.keep);
+		/* the reaper may still be in that close: the next case starts without it */
+		t0 = now_ms();
+		while (peerfd_outstanding() && now_ms() - t0 < 2 * LINGER_S * 1000)
+			usleep(1000);
+		ok(!peerfd_outstanding(), "%s: the reaper is done once the peer lets go (%llu ms)",
+		   c->what, (unsigned long long)(now_ms() - t0));
 	}
 	verdict(&d, c->what, f.expect ? f.expect : c->expect, f.reason, r);
 }
@@ -1099,6 +1106,55 @@ static void tx_attack(const struct tx_case *c)
 	verdict(&d, c->what, c->expect, NULL, r);
 }
 
+/* --- a sender that never reads our releases ------------------------------- */
+
+#define HOARD_MAX	200000	/* messages the attacker tries; the bound is 65536 */
+
+/*
+ * The attacker sends one buffer, then messages naming it as fast as the
+ * victim takes them, and never reads a release: the victim's releases
+ * fill the attacker's socket and the rest wait in the victim. What the
+ * victim owes must stay bounded: the channel ends with -ENOBUFS once the
+ * peer has too many messages in flight, instead of remembering all.
+ */
+static void release_hoarder(void)
+{
+	static struct forge f;
+	struct tfd_message *m;
+	struct duel d;
+	size_t owed, peak = 0;
+	uint64_t seq;
+	int r = 0, s;
+
+	duel_open(&d, true);
+	attacker_send_good(&d, BUF_ID);
+	forge_init(&f, BUF_ID);
+	forge_close_fds(&f);
+	f.m.n_newbufs = 0;
+	forge_layout(&f);
+	for (seq = 2; seq < HOARD_MAX && r == 0;) {
+		memcpy(f.pkt + offsetof(struct wire_msg, seq), &seq, sizeof(seq));
+		s = send_pkt(d.sock, f.pkt, (size_t)f.len, NULL, 0, MSG_DONTWAIT);
+		if (s == 0)
+			seq++;
+		else if (s != -EAGAIN)
+			break;
+		/* the victim takes what arrived and drops it at once */
+		while ((r = tfd_channel_recv(d.ch, 0, &m)) == 0)
+			tfd_message_unref(m);
+		if (r == -EAGAIN)
+			r = 0;
+		owed = channel_releases_owed(d.ch);
+		if (owed > peak)
+			peak = owed;
+	}
+	diag("hoarder: %llu messages sent, the victim owed at most %zu releases",
+	     (unsigned long long)seq - 1, peak);
+	ok(peak <= 65536, "what the victim owes stays bounded (%zu releases, bound 65536)", peak);
+	verdict(&d, "a sender that never reads releases", -ENOBUFS,
+		"peer has more than 65536 messages in flight (it does not read our releases)", r);
+}
+
 /* --- what the attacker cannot do to a buffer it was sent ------------------ */
 
 static void owner_seals(void)
@@ -1218,6 +1274,7 @@ int main(void)
 		rx_attack(&rx_cases[i]);
 	for (i = 0; i < (int)ARRAY_SIZE(tx_cases); i++)
 		tx_attack(&tx_cases[i]);
+	release_hoarder();
 	owner_seals();
 	good_peers("after the attacks");
 	ok(count_fds() == fds0, "no fd leaked overall");
