@@ -551,6 +551,15 @@ static void gen_channel(void)
 	conv_add(ATTACH_SEALED | FIX_HEADER, &p);
 	write_file("channel", "fixed-header", conv.b, conv.len);
 
+	/* a buffer over the 64 GiB a peer may have mapped */
+	conv_start(0);
+	conv_hello();
+	nb[0].size = 65ull << 30;
+	msg(&p, 1, nb, 1, t, 1, NULL);
+	nb[0].size = 4096;
+	conv_add(ATTACH_SEALED, &p);
+	write_file("channel", "bytes-over-limit", conv.b, conv.len);
+
 	/* a publisher's end (mode bit 2) refuses a message and a forget */
 	conv_start(4);
 	conv_hello();

@@ -41,6 +41,8 @@
  * remember more); a publisher never has more in flight than its queue depth.
  */
 #define RX_INFLIGHT_MAX	65536
+/* Bytes one peer may have us map at once (TENSORFD_PEER_MAX_BYTES overrides). */
+#define RX_BYTES_MAX	(64ull << 30)
 
 struct inflight {
 	unsigned int n;
@@ -63,6 +65,7 @@ struct tfd_channel {
 	struct idmap inflight;
 
 	struct idmap rx_bufs;
+	uint64_t rx_bytes;	/* the sizes of rx_bufs' buffers */
 	struct tfd_message *rx_live;
 	size_t rx_live_n;	/* messages on rx_live */
 
@@ -132,6 +135,7 @@ static void ch_drop_state(struct tfd_channel *ch)
 	idmap_free(&ch->tx_known);
 	idmap_foreach(&ch->rx_bufs, s) tfd_buffer_unref(s->val);
 	idmap_free(&ch->rx_bufs);
+	ch->rx_bytes = 0;
 	ch->rel_len = 0;
 }
 
@@ -438,6 +442,7 @@ static int handle_forget(struct tfd_channel *ch, struct rx_packet *pkt)
 		if (!b)
 			return ch_fail(ch, -EBADMSG, "peer forgot buffer %llu that it never sent",
 				       (unsigned long long)id);
+		ch->rx_bytes -= b->size;
 		/* Messages still holding it keep the mapping alive. */
 		tfd_buffer_unref(b);
 	}
@@ -456,11 +461,42 @@ static int handle_refuse(struct tfd_channel *ch, struct rx_packet *pkt)
 	return ch_fail(ch, -error, "peer refused us: %s", reason);
 }
 
+/*
+ * TENSORFD_PEER_MAX_BYTES: bytes, or with a K, M, G or T suffix (powers of
+ * 1024). Read at each import of new buffers, which is rare (once per
+ * buffer and peer), so a program may change it between channels.
+ */
+static uint64_t rx_bytes_max(void)
+{
+	uint64_t max = RX_BYTES_MAX;
+	const char *env;
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	env = getenv("TENSORFD_PEER_MAX_BYTES");
+	if (!env || !*env)
+		return max;
+	errno = 0;
+	v = strtoull(env, &end, 10);
+	if (*end && strchr("KMGT", *end)) {
+		shift = 10 * (int)(strchr("KMGT", *end) - "KMGT" + 1);
+		end++;
+	}
+	if (errno || *end || !v || v > (UINT64_MAX >> shift))
+		tfd_log(TFD_LOG_WARNING, "TENSORFD_PEER_MAX_BYTES=%s is not a size; %llu bytes it is",
+			env, (unsigned long long)max);
+	else
+		max = (uint64_t)v << shift;
+	return max;
+}
+
 static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			  struct rx_packet *pkt)
 {
 	struct tfd_buffer *b;
 	unsigned int i, k = 0;
+	uint64_t bytes = ch->rx_bytes, max = w->n_newbufs ? rx_bytes_max() : 0;
 	int r;
 
 	if (pkt->nfds != w->n_fds)
@@ -468,6 +504,14 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			       w->n_fds, pkt->nfds);
 	if (ch->rx_bufs.count + w->n_newbufs > RX_BUFS_MAX)
 		return ch_fail(ch, -ENOBUFS, "peer wants more than %d buffers mapped", RX_BUFS_MAX);
+	/* checked before anything is mapped: the peer's sizes are its claims */
+	for (i = 0; i < w->n_newbufs; i++) {
+		/* bytes > max: the limit was lowered since the peer's last buffers */
+		if (bytes > max || w->newbufs[i].size > max - bytes)
+			return ch_fail(ch, -ENOBUFS, "peer wants more than %llu bytes mapped "
+				       "(TENSORFD_PEER_MAX_BYTES)", (unsigned long long)max);
+		bytes += w->newbufs[i].size;
+	}
 	for (i = 0; i < w->n_newbufs; i++)
 		if (idmap_get(&ch->rx_bufs, w->newbufs[i].id))
 			return ch_fail(ch, -EBADMSG, "peer sent buffer %llu twice",
@@ -493,6 +537,7 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			return r;
 		}
 		idmap_put(&ch->rx_bufs, w->newbufs[i].id, b);
+		ch->rx_bytes += b->size;
 		if (fd >= 0)
 			ch->stats.fds_received++;
 	}

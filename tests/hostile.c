@@ -145,6 +145,7 @@ struct forge {
 	bool hang_up;		/* the attacker closes its end instead of sending */
 	bool timed;		/* an fd whose close blocks: the victim must not wait for it */
 	bool send_only;		/* the victim is a publisher's end: it takes only releases */
+	const char *env_limit;	/* TENSORFD_PEER_MAX_BYTES for this case */
 	int keep[2];		/* what keeps that close blocked (linger.h) */
 	int expect;		/* nonzero: this machine's answer differs from the table's */
 	const char *reason;	/* where set: the reason, word for word */
@@ -472,6 +473,34 @@ static void dmabuf_small(struct forge *f)
 static void dmabuf_as_memfd(struct forge *f)
 {
 	forge_set_dmabuf(f, BUF_SIZE);
+}
+
+/* Mapped bytes per peer: 64 GiB by default. Sparse memfds cost nothing here. */
+#define GIB		(1ull << 30)
+#define BYTES_LIMIT	"peer wants more than 68719476736 bytes mapped (TENSORFD_PEER_MAX_BYTES)"
+
+static void bytes_over_limit(struct forge *f)
+{
+	forge_set_fd(f, 0, memfd_of(65 * GIB, SEALED));
+	f->nb[0].size = 65 * GIB;
+	f->reason = BYTES_LIMIT;
+}
+
+static void bytes_over_limit_in_two(struct forge *f)
+{
+	bytes_over_limit(f);
+	f->nb[0].size = 40 * GIB;
+	forge_add(f, BUF_ID + 1, memfd_of(40 * GIB, SEALED));
+	f->nb[1].size = 40 * GIB;
+}
+
+/* The limit is the environment's when set (read at each import): 1 MiB here. */
+static void bytes_over_env_limit(struct forge *f)
+{
+	forge_set_fd(f, 0, memfd_of(2 << 20, SEALED));
+	f->nb[0].size = 2 << 20;
+	f->env_limit = "1M";
+	f->reason = "peer wants more than 1048576 bytes mapped (TENSORFD_PEER_MAX_BYTES)";
 }
 
 static void kind_unknown(struct forge *f)
@@ -848,6 +877,11 @@ static const struct rx_case rx_cases[] = {
 	{ "a dma-buf smaller than announced", -EOVERFLOW, dmabuf_small },
 	{ "a dma-buf announced as a memfd", -EBADFD, dmabuf_as_memfd },
 	{ "a buffer of unknown kind 3", -EBADMSG, kind_unknown },
+	/* bytes mapped */
+	{ "a sealed 65 GiB memfd: over the 64 GiB a peer may have mapped", -ENOBUFS,
+	  bytes_over_limit },
+	{ "two sealed 40 GiB memfds in one message", -ENOBUFS, bytes_over_limit_in_two },
+	{ "a 2 MiB memfd under TENSORFD_PEER_MAX_BYTES=1M", -ENOBUFS, bytes_over_env_limit },
 	/* how many fds */
 	{ "more fds than announced", -EBADMSG, fds_more },
 	{ "fewer fds than announced", -EBADMSG, fds_fewer },
@@ -936,6 +970,8 @@ static void rx_attack(const struct rx_case *c)
 		forge_layout(&f);
 	if (f.send_only)
 		channel_set_send_only(d.ch);
+	if (f.env_limit)
+		setenv("TENSORFD_PEER_MAX_BYTES", f.env_limit, 1);
 	if (!f.no_hello)
 		attacker_hello(&d, &f.hello);
 	if (f.prelude) {
@@ -957,6 +993,7 @@ static void rx_attack(const struct rx_case *c)
 	r = tfd_channel_recv(d.ch, 1000, &m);
 	t0 = now_ms() - t0;
 	tfd_message_unref(m);
+	unsetenv("TENSORFD_PEER_MAX_BYTES");
 	if (f.timed) {
 		/* a generous bound: a blocked close would take LINGER_S seconds */
 		ok(t0 < PROMPT_MS, "%s: recv(1000 ms) returns in %llu ms, not after the %d s linger",
@@ -1155,6 +1192,40 @@ static void release_hoarder(void)
 		"peer has more than 65536 messages in flight (it does not read our releases)", r);
 }
 
+/*
+ * The limit counts what is mapped now: a buffer the peer forgot no longer
+ * counts, and 40 GiB, forgotten, then 40 GiB more are taken.
+ */
+static void bytes_after_forget(void)
+{
+	static struct forge f;
+	struct tfd_message *m = NULL;
+	const uint64_t id = BUF_ID;
+	char pkt[64];
+	struct duel d;
+	int r, i;
+
+	duel_open(&d, true);
+	for (i = 0; i < 2; i++) {
+		forge_init(&f, BUF_ID + (uint64_t)i);
+		forge_set_fd(&f, 0, memfd_of(40 * GIB, SEALED));
+		f.nb[0].size = 40 * GIB;
+		forge_layout(&f);
+		attacker_send_forge(&d, &f);
+		if (i == 0)
+			attacker_send(&d, pkt, put_ids(pkt, WIRE_FORGET, &id, 1, 0), NULL, 0);
+		r = tfd_channel_recv(d.ch, 1000, &m);
+		ok(r == 0, "40 GiB mapped, %s: taken (%s)", i ? "forgotten, then 40 GiB more" :
+		   "the first time", r ? tfd_channel_strerror(d.ch) : "ok");
+		m = tfd_message_unref(m);
+	}
+	tfd_channel_unref(d.ch);
+	close(d.sock);
+	ok(count_fds() == d.fds0 && count_maps() == d.maps0,
+	   "40 GiB twice: nothing left (fds %d/%d, maps %d/%d)", count_fds(), d.fds0,
+	   count_maps(), d.maps0);
+}
+
 /* --- what the attacker cannot do to a buffer it was sent ------------------ */
 
 static void owner_seals(void)
@@ -1275,6 +1346,7 @@ int main(void)
 	for (i = 0; i < (int)ARRAY_SIZE(tx_cases); i++)
 		tx_attack(&tx_cases[i]);
 	release_hoarder();
+	bytes_after_forget();
 	owner_seals();
 	good_peers("after the attacks");
 	ok(count_fds() == fds0, "no fd leaked overall");
