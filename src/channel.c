@@ -136,7 +136,10 @@ static void ch_drop_state(struct tfd_channel *ch)
 	idmap_foreach(&ch->rx_bufs, s) tfd_buffer_unref(s->val);
 	idmap_free(&ch->rx_bufs);
 	ch->rx_bytes = 0;
-	ch->rel_len = 0;
+	/* nobody to tell: the releases owed (up to 512 KiB of them) go now */
+	free(ch->rel);
+	ch->rel = NULL;
+	ch->rel_len = ch->rel_cap = 0;
 }
 
 /* The peer broke the protocol or went away: end the channel with err. */
