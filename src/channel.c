@@ -41,7 +41,11 @@
  * remember more); a publisher never has more in flight than its queue depth.
  */
 #define RX_INFLIGHT_MAX	65536
-/* Bytes one peer may have us map at once (TENSORFD_PEER_MAX_BYTES overrides). */
+/*
+ * Bytes of memfds and dma-bufs one peer may have us map at once
+ * (TENSORFD_PEER_MAX_BYTES overrides). GPU buffers are not counted: they
+ * take no host memory or address space here.
+ */
 #define RX_BYTES_MAX	(64ull << 30)
 
 struct inflight {
@@ -65,7 +69,7 @@ struct tfd_channel {
 	struct idmap inflight;
 
 	struct idmap rx_bufs;
-	uint64_t rx_bytes;	/* the sizes of rx_bufs' buffers */
+	uint64_t rx_bytes;	/* the sizes of rx_bufs' host buffers */
 	struct tfd_message *rx_live;
 	size_t rx_live_n;	/* messages on rx_live */
 
@@ -445,7 +449,8 @@ static int handle_forget(struct tfd_channel *ch, struct rx_packet *pkt)
 		if (!b)
 			return ch_fail(ch, -EBADMSG, "peer forgot buffer %llu that it never sent",
 				       (unsigned long long)id);
-		ch->rx_bytes -= b->size;
+		if (!buffer_is_gpu(b))
+			ch->rx_bytes -= b->size;
 		/* Messages still holding it keep the mapping alive. */
 		tfd_buffer_unref(b);
 	}
@@ -509,6 +514,8 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 		return ch_fail(ch, -ENOBUFS, "peer wants more than %d buffers mapped", RX_BUFS_MAX);
 	/* checked before anything is mapped: the peer's sizes are its claims */
 	for (i = 0; i < w->n_newbufs; i++) {
+		if (wire_buf_is_cuda(w->newbufs[i].kind))
+			continue;
 		/* bytes > max: the limit was lowered since the peer's last buffers */
 		if (bytes > max || w->newbufs[i].size > max - bytes)
 			return ch_fail(ch, -ENOBUFS, "peer wants more than %llu bytes mapped "
@@ -540,7 +547,8 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			return r;
 		}
 		idmap_put(&ch->rx_bufs, w->newbufs[i].id, b);
-		ch->rx_bytes += b->size;
+		if (!buffer_is_gpu(b))
+			ch->rx_bytes += b->size;
 		if (fd >= 0)
 			ch->stats.fds_received++;
 	}
