@@ -144,6 +144,7 @@ struct forge {
 	bool trailer;		/* a valid message with a new fd follows */
 	bool hang_up;		/* the attacker closes its end instead of sending */
 	bool timed;		/* an fd whose close blocks: the victim must not wait for it */
+	bool reaped;		/* ... and only closing it on another thread helps */
 	bool send_only;		/* the victim is a publisher's end: it takes only releases */
 	const char *env_limit;	/* TENSORFD_PEER_MAX_BYTES for this case */
 	int keep[2];		/* what keeps that close blocked (linger.h) */
@@ -801,6 +802,7 @@ static void fd_nested_lingering(struct forge *f)
 {
 	forge_set_fd(f, 0, nested_lingering_socket(f->keep));
 	f->timed = true;
+	f->reaped = true;
 }
 
 static void release_with_lingering(struct forge *f)
@@ -996,8 +998,14 @@ static void rx_attack(const struct rx_case *c)
 	unsetenv("TENSORFD_PEER_MAX_BYTES");
 	if (f.timed) {
 		/* a generous bound: a blocked close would take LINGER_S seconds */
-		ok(t0 < PROMPT_MS, "%s: recv(1000 ms) returns in %llu ms, not after the %d s linger",
-		   c->what, (unsigned long long)t0, LINGER_S);
+		if (f.reaped && under_valgrind())
+			/* valgrind runs one thread at a time and keeps its lock through close() */
+			skip("%s: the reaper cannot help under valgrind (recv took %llu ms)",
+			     c->what, (unsigned long long)t0);
+		else
+			ok(t0 < PROMPT_MS,
+			   "%s: recv(1000 ms) returns in %llu ms, not after the %d s linger",
+			   c->what, (unsigned long long)t0, LINGER_S);
 		lingering_end(f.keep);
 		/* the reaper may still be in that close: the next case starts without it */
 		t0 = now_ms();
