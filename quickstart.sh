@@ -11,12 +11,15 @@ case $mode in demo|test) ;; *) echo "usage: sh quickstart.sh demo|test" >&2; exi
 cd "$(dirname "$0")"
 
 deps="build-essential autoconf automake libtool pkg-config liburing-dev libdrm-dev mandoc cppcheck
-	libzmq3-dev python3-dev python3-pytest python3-numpy python3-torch"
+	libzmq3-dev python3-dev python3-pytest python3-numpy python3-torch python3-venv"
 if [ -z "${TFD_NO_APT:-}" ] && command -v apt-get >/dev/null; then
 	sudo=""
 	[ "$(id -u)" = 0 ] || sudo="sudo"
-	$sudo apt-get update -qq
-	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $deps >/dev/null
+	# wait for another apt or unattended-upgrades instead of failing at once
+	lock="-o DPkg::Lock::Timeout=600"
+	$sudo apt-get $lock update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get $lock install -y -qq --no-install-recommends \
+		$deps >/dev/null
 fi
 
 [ -x configure ] || autoreconf -fi
@@ -27,6 +30,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 make -j"$jobs"
 
 if [ "$mode" = demo ]; then
+	# the examples are check programs (make check builds them so they never
+	# rot); build the demo alone here
+	make -j"$jobs" examples/demo
 	exec ./examples/demo
 fi
 set +e

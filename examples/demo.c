@@ -363,6 +363,9 @@ static void report(const struct result *res, uint64_t size, const char *backend,
 	printf("\n  not transport, the consumer reading every word:\n");
 	row("check of the shared tensor (incl. page faults, 1st touch)", res->check_ns);
 	row("check of the socket copy", res->copy_check_ns);
+	printf("  (the first read of the shared tensor maps its pages into the consumer one\n"
+	       "   page fault at a time; the copy's buffer was prefaulted before the clock\n"
+	       "   started. Later reads of the shared tensor run at memory speed.)\n");
 	printf("\n  socket copy / tensorfd first send:        %10.1fx\n",
 	       (double)res->copy_ns / (double)(res->first_ns ? res->first_ns : 1));
 	printf("  socket copy / tensorfd same buffer again: %10.1fx\n",

@@ -71,13 +71,20 @@ static int consume(struct tfd_channel *ch)
 	return r;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct tfd_channel *parent, *child;
 	struct tfd_message *msg;
 	struct tfd_buffer *frame;
 	int r, status;
 	pid_t pid;
+
+	if (argc > 1) {
+		printf("usage: dmabuf\nA parent fills a 640x480 RGB frame in a dma-buf and sends it to\n"
+		       "its child, which reads it in place. Takes no options; exits 0 with\n"
+		       "a note where the kernel has no dma-buf source.\n");
+		return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
+	}
 
 	r = tfd_dmabuf_new(H * W * 3, TFD_DMABUF_ANY, 0, &frame);
 	if (r == -EOPNOTSUPP || r == -EACCES) {

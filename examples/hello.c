@@ -73,11 +73,17 @@ static int receive_tensors(struct tfd_channel *ch)
 	return ok ? 0 : 1;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct tfd_channel *ch[2];
 	int status, r;
 	pid_t pid;
+
+	if (argc > 1) {
+		printf("usage: hello\nA parent sends two tensors in one shared buffer to its child,\n"
+		       "which reads them in place. Takes no options.\n");
+		return strcmp(argv[1], "--help") && strcmp(argv[1], "-h") ? 2 : 0;
+	}
 
 	if (tfd_channel_pair(&ch[0], &ch[1]) < 0 || (pid = fork()) < 0)
 		return 1;

@@ -62,6 +62,13 @@ int main(int argc, char **argv)
 	int64_t next, end, wait;
 	int opt, r;
 
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: publisher [-t TOPIC] [-n FRAMES] [-r FPS] [-w SUBSCRIBERS]\n"
+		       "Publish a float32 [480, 640] \"image\" on TOPIC (camera/front), FRAMES\n"
+		       "frames (100) at FPS (30) a second, after waiting up to 10 s for\n"
+		       "SUBSCRIBERS (0). Run examples/subscriber beside it.\n");
+		return 0;
+	}
 	while ((opt = getopt(argc, argv, "t:n:r:w:")) != -1) {
 		if (opt == 't')
 			topic = optarg;
@@ -71,8 +78,10 @@ int main(int argc, char **argv)
 			fps = atol(optarg);
 		else if (opt == 'w')
 			want = atol(optarg);
-		else
+		else {
+			fprintf(stderr, "usage: publisher [-t TOPIC] [-n FRAMES] [-r FPS] [-w SUBSCRIBERS]\n");
 			return 2;
+		}
 	}
 	if ((r = tfd_publisher_new(topic, 0, &pub)) < 0) {
 		fprintf(stderr, "publisher of %s: %s\n", topic, tfd_last_error());

@@ -53,6 +53,13 @@ int main(int argc, char **argv)
 	uint64_t frame = 0, lat, lat_sum = 0, lat_max = 0, last = now_ns();
 	int opt, r = 0;
 
+	if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: subscriber [-t TOPIC] [-n MESSAGES] [-T IDLE_SECONDS]\n"
+		       "Receive MESSAGES (100) frames of examples/publisher from TOPIC\n"
+		       "(camera/front), check each frame's pixels, and give up after\n"
+		       "IDLE_SECONDS (10) without a message.\n");
+		return 0;
+	}
 	while ((opt = getopt(argc, argv, "t:n:T:")) != -1) {
 		if (opt == 't')
 			topic = optarg;
@@ -60,8 +67,10 @@ int main(int argc, char **argv)
 			want = atol(optarg);
 		else if (opt == 'T')
 			idle_s = atol(optarg);
-		else
+		else {
+			fprintf(stderr, "usage: subscriber [-t TOPIC] [-n MESSAGES] [-T IDLE_SECONDS]\n");
 			return 2;
+		}
 	}
 	if (tfd_subscriber_new(topic, 0, &sub) < 0) {
 		fprintf(stderr, "subscriber of %s: %s\n", topic, tfd_last_error());

@@ -21,8 +21,13 @@
 extern "C" {
 #endif
 
+/* The release these headers belong to; tfd_version() says which library runs. */
 #define TFD_VERSION_MAJOR	0
-#define TFD_VERSION_MINOR	1
+#define TFD_VERSION_MINOR	3
+#define TFD_VERSION_MICRO	0
+#define TFD_MAKE_VERSION(major, minor, micro)	((major) * 10000 + (minor) * 100 + (micro))
+#define TFD_VERSION \
+	TFD_MAKE_VERSION(TFD_VERSION_MAJOR, TFD_VERSION_MINOR, TFD_VERSION_MICRO)
 
 /* Limits; a peer that exceeds them is refused. */
 #define TFD_MAX_NDIM		32
@@ -338,6 +343,40 @@ enum tfd_log_level {
 typedef void (*tfd_log_fn)(int level, const char *msg, void *userdata);
 void tfd_set_log_fn(tfd_log_fn fn, void *userdata);
 const char *tfd_last_error(void);
+unsigned int tfd_version(void);
+
+/*
+ * Typed metadata: key/value pairs and a capture time in a message's user
+ * data, one format for C, Python and the tools (tfd_message_set_int(3)).
+ */
+#define TFD_META_MAX	128	/* entries per message */
+
+enum tfd_meta_type {
+	TFD_META_NULL = 1,
+	TFD_META_BOOL = 2,
+	TFD_META_INT = 3,
+	TFD_META_FLOAT = 4,
+	TFD_META_STRING = 5,
+	TFD_META_BYTES = 6,
+};
+
+int tfd_message_set_null(struct tfd_message *msg, const char *key);
+int tfd_message_set_bool(struct tfd_message *msg, const char *key, bool value);
+int tfd_message_set_int(struct tfd_message *msg, const char *key, int64_t value);
+int tfd_message_set_float(struct tfd_message *msg, const char *key, double value);
+int tfd_message_set_string(struct tfd_message *msg, const char *key, const char *value);
+int tfd_message_set_bytes(struct tfd_message *msg, const char *key, const void *data,
+			  size_t len);
+int tfd_message_get_bool(const struct tfd_message *msg, const char *key, bool *ret);
+int tfd_message_get_int(const struct tfd_message *msg, const char *key, int64_t *ret);
+int tfd_message_get_float(const struct tfd_message *msg, const char *key, double *ret);
+int tfd_message_get_string(const struct tfd_message *msg, const char *key, const char **ret);
+int tfd_message_get_bytes(const struct tfd_message *msg, const char *key, const void **ret,
+			  size_t *len);
+int tfd_message_meta_count(const struct tfd_message *msg);
+int tfd_message_meta_key(const struct tfd_message *msg, unsigned int index, const char **key);
+int tfd_message_set_capture_time(struct tfd_message *msg, uint64_t ns);
+uint64_t tfd_message_capture_time(const struct tfd_message *msg);
 
 /* Helpers for __attribute__((cleanup)). */
 static inline void tfd_buffer_unrefp(struct tfd_buffer **p)

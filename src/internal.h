@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -94,6 +96,7 @@ struct tfd_message {
 	void *user;
 	size_t user_len;
 	bool received;		/* immutable: it came from a peer */
+	bool published;		/* immutable: a publisher may still send it from a queue */
 	/* received messages only: who to tell when the last reference dies */
 	struct tfd_channel *rx_channel;
 	uint64_t rx_id;
@@ -101,6 +104,7 @@ struct tfd_message {
 };
 
 int message_new_received(unsigned int n, struct tfd_message **ret);
+int message_check_mutable(const struct tfd_message *msg);
 int message_check_tensor(const char *name, const struct tfd_buffer *buf,
 			 const struct tfd_layout *layout);
 
@@ -150,7 +154,33 @@ void idmap_free(struct idmap *m);
 
 /* --- topics (runtime.c) --- */
 int topic_check(const char *topic);
-int topic_make_dirs(const char *path);
+const char *topic_name(const char *topic);
+
+/* How a walk to a topic's socket trusts the tree (topic_place_open). */
+enum {
+	TOPIC_CREATE = 1,	/* a publisher: our directories (or root's), made if missing */
+	TOPIC_SAME_USER = 2,	/* a subscriber trusting only its own uid (and root) */
+};
+
+/* The checked directory of a topic's socket. */
+struct topic_place {
+	int dirfd;			/* O_PATH */
+	char name[TFD_TOPIC_MAX + 8];	/* the socket's name in it */
+	char path[PATH_MAX];		/* the socket's path, for messages */
+	mode_t mode;			/* the runtime directory's */
+	uid_t other;			/* the one other user owning directories, or -1 */
+};
+
+int topic_place_open(const char *topic, unsigned int how, char *err, size_t errlen,
+		     struct topic_place *p);
+const char *file_kind(mode_t mode);
+int topic_socket_open(const char *topic, unsigned int how, char *err, size_t errlen,
+		      struct sockaddr_un *via, socklen_t *vialen, bool *foreign);
+int fd_address(int fd, const char *name, const char *path, struct sockaddr_un *sa,
+	       socklen_t *len);
+int fd_chmod(int fd, mode_t mode);
+int listener_new_at(int dirfd, const char *name, const char *path, int mode,
+		    struct tfd_listener **ret);
 
 /* --- time --- */
 uint64_t tfd_now_ns(void);

@@ -50,10 +50,22 @@ static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 /* A full listener queue is waited for until the query's deadline. */
 static int connect_topic(const char *topic, const char *path, uint64_t deadline)
 {
-	int fd = unix_connect(path, deadline), r = fd;
+	struct sockaddr_un sa;
+	socklen_t len;
+	int fd, pathfd, r;
 
+	/* the socket itself, reached without links through a tree we trust */
+	pathfd = topic_socket_open(topic, 0, NULL, 0, &sa, &len, NULL);
+	if (pathfd < 0)
+		return pathfd == -ENOENT ? tfd_fail(NULL, 0, -ENOENT, "no topic %s (no socket %s)",
+						    topic, path)
+					 : pathfd;
+	/* the same address, with the query's deadline for a full listener queue */
+	fd = unix_connect(sa.sun_path, deadline);
+	close(pathfd);
 	if (fd >= 0)
 		return fd;
+	r = fd;
 	switch (r) {
 	case -ENOENT:
 		return tfd_fail(NULL, 0, r, "no topic %s (no socket %s)", topic, path);
@@ -195,6 +207,7 @@ TFD_EXPORT int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_top
 	if (!ret || timeout_ms < -1)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_topic_query");
 	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	topic = topic_name(topic);
 	r = tfd_topic_path(topic, path, sizeof(path));
 	if (r < 0)
 		return r;

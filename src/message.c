@@ -114,6 +114,18 @@ int message_check_tensor(const char *name, const struct tfd_buffer *buf,
 	return 0;
 }
 
+/* May msg still be changed? Not once received or published, with the reason why. */
+int message_check_mutable(const struct tfd_message *msg)
+{
+	if (msg->received)
+		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
+	if (msg->published)
+		return tfd_fail(NULL, 0, -EBUSY,
+				"the message was published (seq %llu) and may still wait in "
+				"subscribers' queues: make a new message", (unsigned long long)msg->seq);
+	return 0;
+}
+
 TFD_EXPORT int tfd_message_add_tensor(struct tfd_message *msg, const char *name,
 				      struct tfd_buffer *buf, const struct tfd_layout *layout)
 {
@@ -122,8 +134,9 @@ TFD_EXPORT int tfd_message_add_tensor(struct tfd_message *msg, const char *name,
 
 	if (!msg || !buf || !layout)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_message_add_tensor");
-	if (msg->received)
-		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
+	r = message_check_mutable(msg);
+	if (r < 0)
+		return r;
 	r = message_check_tensor(name, buf, layout);
 	if (r < 0)
 		return r;
@@ -152,11 +165,13 @@ TFD_EXPORT int tfd_message_add_tensor(struct tfd_message *msg, const char *name,
 TFD_EXPORT int tfd_message_set_user_data(struct tfd_message *msg, const void *data, size_t len)
 {
 	void *copy = NULL;
+	int r;
 
 	if (!msg || (len && !data))
-		return -EINVAL;
-	if (msg->received)
-		return tfd_fail(NULL, 0, -EPERM, "a received message cannot be changed");
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_message_set_user_data");
+	r = message_check_mutable(msg);
+	if (r < 0)
+		return r;
 	if (len > TFD_MAX_USER_DATA)
 		return tfd_fail(NULL, 0, -E2BIG, "user data is limited to %d bytes",
 				TFD_MAX_USER_DATA);

@@ -664,8 +664,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
 	struct tfd_publisher *pub;
-	char dir[PATH_MAX];
-	struct stat st;
+	struct topic_place place;
 	int r;
 
 	if (!ret || (flags & ~(TFD_PUBLISHER_LATCHED | TFD_PUBLISHER_ZERO_COPY)))
@@ -682,22 +681,23 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 	pub->policy = TFD_DROP_OLDEST;
 	pub->block_timeout_ms = 1000;
 	pool_init(&pub->pool);
+	topic = topic_name(topic);
 	r = tfd_topic_path(topic, pub->path, sizeof(pub->path));
 	if (r < 0)
 		goto fail;
 	snprintf(pub->topic, sizeof(pub->topic), "%s", topic);
-	r = topic_make_dirs(pub->path);
+	/* directories we or root own, not links; the socket's mode is the runtime directory's */
+	r = topic_place_open(topic, TOPIC_CREATE, NULL, 0, &place);
 	if (r < 0)
 		goto fail;
-	r = tfd_listener_new(pub->path, &pub->listener);
+	r = listener_new_at(place.dirfd, place.name, pub->path, (int)(place.mode & 0666),
+			    &pub->listener);
 	if (r < 0) {
 		if (r == -EADDRINUSE)
-			tfd_fail(NULL, 0, r, "topic %s already has a live publisher", topic);
+			tfd_fail(NULL, 0, r, "topic %s already has a live publisher: %s", topic,
+				 tfd_last_error());
 		goto fail;
 	}
-	/* the socket's mode follows the runtime directory's */
-	if (tfd_runtime_dir(dir, sizeof(dir)) >= 0 && stat(dir, &st) == 0)
-		chmod(pub->path, st.st_mode & 0666);
 	pub->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (pub->epfd < 0 ||
 	    epoll_ctl(pub->epfd, EPOLL_CTL_ADD, tfd_listener_get_fd(pub->listener), &ev) < 0) {
@@ -913,7 +913,11 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 	int r;
 
 	if (!pub || !msg)
-		return -EINVAL;
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_publish");
+	if (msg->published)
+		return tfd_fail(pub->err, sizeof(pub->err), -EBUSY,
+				"the message was published already (seq %llu): make a new message "
+				"for each publish", (unsigned long long)msg->seq);
 	r = pub_process(pub, false);
 	if (r < 0)
 		return r;
@@ -945,6 +949,7 @@ TFD_EXPORT int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_messa
 	}
 	tfd_message_unref(out);
 	pub->stats.published++;
+	msg->published = true;
 	return 0;
 }
 
@@ -1024,13 +1029,30 @@ static int sub_attach(struct tfd_subscriber *sub)
 	struct epoll_event ev = { .events = EPOLLIN };
 	uint64_t now = tfd_now_ns(), drain;
 	struct tfd_channel *ch;
+	struct sockaddr_un via;
+	socklen_t vialen;
+	bool foreign = false;
+	char err[256];
 	int r, fd;
 
 	if (now < sub->next_attempt)
 		return -ENOENT;
 	sub->next_attempt = now + ATTACH_RETRY_MS * 1000000ull;
+	/* the socket itself, reached without links through a tree we trust */
+	fd = topic_socket_open(sub->topic,
+			       sub->flags & TFD_SUBSCRIBER_SAME_USER ? TOPIC_SAME_USER : 0, err,
+			       sizeof(err), &via, &vialen, &foreign);
+	if (fd < 0) {
+		if (fd != -ENOENT)
+			snprintf(sub->err, sizeof(sub->err), "%s", err);
+		/* a socket of another user: as final as SO_PEERCRED's answer below */
+		if (foreign)
+			sub->refused = -EACCES;
+		return fd;
+	}
 	/* never waits: a full listener queue is tried again, within recv's timeout */
-	r = channel_connect(sub->path, 0, &ch);
+	r = channel_connect(via.sun_path, 0, &ch);
+	close(fd);
 	if (r < 0)
 		return r;
 	if (sub->flags & TFD_SUBSCRIBER_SAME_USER) {
@@ -1082,6 +1104,7 @@ TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
 	sub->timerfd = -1;
 	sub->owner = getpid();
 	sub->flags = flags;
+	topic = topic_name(topic);
 	r = tfd_topic_path(topic, sub->path, sizeof(sub->path));
 	if (r < 0)
 		goto fail;

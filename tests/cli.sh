@@ -87,6 +87,9 @@ rc_is 2 "tensorfd-echo ../x (bad topic name) is a usage error" "$T/tensorfd-echo
 rc_is 0 "tensorfd-ls in an empty runtime directory" "$T/tensorfd-ls" --json
 grep -q '"topics": \[' "$dir/out"
 ok $? "its JSON has an empty topic list"
+rc_is 0 "tensorfd-ls in text in an empty runtime directory" "$T/tensorfd-ls"
+grep -q "^no topics in " "$dir/out"
+ok $? "says 'no topics in DIR' instead of printing nothing"
 rc_is 3 "tensorfd-echo on a missing topic" "$T/tensorfd-echo" --once cam/none
 grep -q "no such topic cam/none" "$dir/err"
 ok $? "and says 'no such topic'"

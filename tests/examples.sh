@@ -39,7 +39,7 @@ tap() {
 	fi
 }
 
-echo "1..5"
+echo "1..6"
 run "$b/examples/hello"
 tap "examples/hello" "$(why_failed)"
 run "$b/examples/dmabuf"
@@ -67,3 +67,12 @@ why=""
 [ $sub_rc -eq 0 ] || why="${why:+$why, }subscriber exit $sub_rc"
 tap "examples/subscriber -n 20 and examples/publisher -n 20, both exit 0" "$why"
 rm -rf "$rundir"
+
+# every example answers --help with a usage line and exit 0
+why=""
+out=""
+for e in hello dmabuf demo publisher subscriber; do
+	run "$b/examples/$e" --help
+	[ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '^usage: ' || why="${why:+$why, }$e --help (exit $rc)"
+done
+tap "every example answers --help with its usage" "$why"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # Every man page (man1 tools, man3 functions, man7) passes "mandoc -T lint"
-# without a message; an alias page
+# without a message and its footer (.TH) names configure's version; an alias page
 # (".so man3/other.3") points at a page that exists; and man/Makemodule.am
 # installs exactly the pages that are there; every tool of tools/Makemodule.am has
 # its section 1 page.
@@ -50,6 +50,13 @@ for page in "$@"; do
 	fi
 	out=$("$MANDOC" -T lint -W style "$file" 2>&1)
 	rc=$?
+	# the footer names the release being built: configure's version, one for all
+	th=$(sed -n 's/^\.TH [^"]*"\([^"]*\)".*/\1/p' "$file" | head -1)
+	if [ -n "${VERSION:-}" ] && [ "$th" != "tensorfd $VERSION" ]; then
+		out="${out:+$out
+}.TH says \"$th\", configure says \"tensorfd $VERSION\""
+		rc=1
+	fi
 	if [ $rc -eq 0 ] && [ -z "$out" ]; then
 		echo "ok $n - $page is lint clean"
 	else

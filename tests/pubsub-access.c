@@ -320,7 +320,7 @@ int main(void)
 	if (!mkdtemp(dir) || !mkdtemp(shared))
 		skip_all("mkdtemp failed");
 	/* a runtime directory everyone may use: who gets in is up to the publisher */
-	chmod(shared, 0777);
+	chmod(shared, 01777);
 	setenv("TENSORFD_RUNTIME_DIR", dir, 1);
 	same_user();
 	other_user(shared);

@@ -73,13 +73,29 @@ while read -r name; do
 	fi
 done <"$tmp/all"
 
+# the version node that first lists NAME in the version script: "0.2"
+since() {
+	awk -v f="$1" '/^TENSORFD_[0-9.]* *\{/ { v = $1; sub(/^TENSORFD_/, "", v) }
+		$1 == f ";" { print v; exit }' "$sym"
+}
+
 while read -r name; do
 	n=$((n + 1))
-	if [ -f "$srcdir/man/man3/$name.3" ]; then
-		echo "ok $n - $name has man/man3/$name.3"
-	else
+	page="$srcdir/man/man3/$name.3"
+	if [ ! -f "$page" ]; then
 		echo "not ok $n - $name has no man page man/man3/$name.3"
 		fail=1
+		continue
+	fi
+	# an alias page: the page it points at says when
+	target=$(sed -n 's/^\.so[[:space:]]*\([^[:space:]]*\).*/\1/p' "$page")
+	[ -n "$target" ] && page="$srcdir/man/$target"
+	v=$(since "$name")
+	if [ -n "$v" ] && ! grep -q "first appeared in tensorfd $v\.\$" "$page"; then
+		echo "not ok $n - $name: $(basename "$page") does not say it first appeared in tensorfd $v (HISTORY)"
+		fail=1
+	else
+		echo "ok $n - $name has man/man3/$name.3${v:+, first appeared in $v}"
 	fi
 done <"$tmp/public"
 

@@ -39,7 +39,7 @@ static const char *shown(const char *s)
 static void names(void)
 {
 	static const char *const bad[] = {
-		"", "/abs", "a/../b", "..", ".", "a//b", "a/", "./a", "a/..", "a/./b",
+		"", "//abs", "/", "a/../b", "..", ".", "a//b", "a/", "./a", "a/..", "a/./b",
 		"a b", "a\tb", "a:b", "a\\b", "a*", "cam\xc3\xa9ra", "a\nb",
 	};
 	char path[PATH_MAX], expect[PATH_MAX], name[TFD_TOPIC_MAX + 2], cwd[PATH_MAX];
@@ -63,6 +63,9 @@ static void names(void)
 	ok(r == (int)strlen(expect) && strcmp(path, expect) == 0, "camera/front -> %s (%d)",
 	   r >= 0 ? path : "?", r);
 	ok(stat(path, &st) < 0 && errno == ENOENT, "resolving a path creates nothing");
+	r = tfd_topic_path("/camera/front", path, sizeof(path));
+	ok(r == (int)strlen(expect) && strcmp(path, expect) == 0,
+	   "ROS-style /camera/front is the same topic (%s)", r >= 0 ? path : tfd_last_error());
 	ok(tfd_topic_path("v1.2/left-eye/raw_0", path, sizeof(path)) > 0,
 	   "dots, dashes and underscores inside components are fine");
 
@@ -246,9 +249,11 @@ static void socket_modes(void)
 	snprintf(dir, sizeof(dir), "%s/camera", rundir);
 	ok(S_ISDIR(mode_of(dir)), "the topic's directory was made");
 
-	r = tfd_publisher_new("camera/front", 0, &pub2);
-	ok(r == -EADDRINUSE && !pub2, "a second publisher of the topic: -EADDRINUSE (%s)",
-	   tfd_last_error());
+	r = tfd_publisher_new("/camera/front", 0, &pub2);
+	snprintf(dir, sizeof(dir), "pid %d", (int)getpid());
+	ok(r == -EADDRINUSE && !pub2 && strstr(tfd_last_error(), dir),
+	   "a second publisher of the topic, as /camera/front: -EADDRINUSE naming the first's pid "
+	   "(%s)", tfd_last_error());
 	ok(stat(path, &st) == 0 && S_ISSOCK(st.st_mode), "the first one's socket is still there");
 	tfd_publisher_unref(pub);
 	ok(stat(path, &st) < 0 && errno == ENOENT, "the socket goes with its publisher");
@@ -256,19 +261,19 @@ static void socket_modes(void)
 	tfd_publisher_unref(pub2);
 
 	/* a shared runtime directory: everyone may connect (credentials decide) */
-	chmod(rundir, 0777);
+	chmod(rundir, 01777);
 	pub = NULL;
 	r = tfd_publisher_new("shared", 0, &pub);
 	if (r == 0)
 		r = stat(tfd_publisher_path(pub), &st);
-	ok(r == 0 && (st.st_mode & 0777) == 0666, "0777 runtime directory: socket mode 0%o",
+	ok(r == 0 && (st.st_mode & 0777) == 0666, "1777 runtime directory: socket mode 0%o",
 	   st.st_mode & 0777);
 	tfd_publisher_unref(pub);
 	pub = NULL;
 	snprintf(dir, sizeof(dir), "%s/shared2", rundir);
 	r = tfd_publisher_new("shared2/x", 0, &pub);
 	ok(r == 0 && (mode_of(dir) & 0011) == 0011,
-	   "0777 runtime directory: the topic's subdirectory lets others reach the socket (0%o)",
+	   "1777 runtime directory: the topic's subdirectory lets others reach the socket (0%o)",
 	   mode_of(dir) & 07777);
 	tfd_publisher_unref(pub);
 	chmod(rundir, 0700);
@@ -548,6 +553,35 @@ static void wait_many(void)
 	ok(count_fds() == fds0, "no fd leaked");
 }
 
+/* A published message is done with: publishing it again, or changing it, is refused. */
+static void misuse(void)
+{
+	const int64_t shape = 16;
+	struct tfd_publisher *pub = NULL;
+	struct tfd_message *m = NULL;
+	struct tfd_buffer *buf = NULL;
+	struct tfd_layout l;
+
+	ok(tfd_publisher_new("misuse/once", 0, &pub) == 0, "publisher of misuse/once");
+	tfd_buffer_new(4096, 0, &buf);
+	tfd_layout_init(&l, (struct tfd_dtype){ TFD_UINT, 8, 1 }, 1, &shape);
+	tfd_message_new(&m);
+	ok(pub && buf && m && tfd_message_add_tensor(m, "a", buf, &l) == 0 &&
+		   tfd_publisher_publish(pub, m) == 0,
+	   "a message is published once");
+	ok(tfd_publisher_publish(pub, m) == -EBUSY &&
+		   strstr(tfd_publisher_strerror(pub), "published already"),
+	   "publishing it again: -EBUSY (%s)", tfd_publisher_strerror(pub));
+	ok(tfd_message_add_tensor(m, "b", buf, &l) == -EBUSY &&
+		   strstr(tfd_last_error(), "make a new message"),
+	   "adding a tensor to it: -EBUSY (%s)", tfd_last_error());
+	ok(tfd_message_set_user_data(m, "x", 1) == -EBUSY && tfd_message_set_int(m, "k", 1) == -EBUSY,
+	   "changing its user data or metadata: -EBUSY");
+	tfd_message_unref(m);
+	tfd_buffer_unref(buf);
+	tfd_publisher_unref(pub);
+}
+
 int main(void)
 {
 	int fds0;
@@ -561,6 +595,7 @@ int main(void)
 	socket_modes();
 	attach_and_restart();
 	wait_many();
+	misuse();
 	rm_tree(rundir);
 	ok(count_fds() == fds0, "no fd leaked overall");
 	return done_testing();

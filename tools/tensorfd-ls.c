@@ -153,10 +153,12 @@ static void print_text(const struct entry *e)
 	for (k = 0; k < i->n_subscribers; k++) {
 		const struct tfd_subscriber_info *si = &i->subscribers[k];
 
-		printf("    pid %d uid %u: queue %llu/%u (in flight %llu, waiting %u), delivered %llu, dropped %llu\n",
-		       si->pid, si->uid, (unsigned long long)(si->in_flight + si->queued), i->depth,
-		       (unsigned long long)si->in_flight, si->queued,
-		       (unsigned long long)si->delivered, (unsigned long long)si->dropped);
+		/* two bounds, each the depth: messages sent and not yet released
+		 * (held by the subscriber), and messages waiting at the publisher */
+		printf("    pid %d uid %u: holds %llu/%u, waiting %u/%u, delivered %llu, dropped %llu\n",
+		       si->pid, si->uid, (unsigned long long)si->in_flight, i->depth, si->queued,
+		       i->depth, (unsigned long long)si->delivered,
+		       (unsigned long long)si->dropped);
 	}
 	if (i->n_subscribers < s->subscribers)
 		printf("    (%llu more not listed)\n",
@@ -311,6 +313,8 @@ int main(int argc, char **argv)
 	}
 	if (json)
 		printf("  ]}\n");
+	else if (!n_entries)
+		printf("no topics in %s\n", dir);
 	free(entries);
 	if (fflush(stdout) != 0)
 		return EXIT_FAIL;

@@ -12,11 +12,13 @@
 # the cache (the system's apt setup is not touched); the version is resolved
 # through linux-image-amd64's dependency, never hard-coded. The 6.12 kernels
 # have udmabuf and the system DMA heap built in and ship vgem as a module.
+# The mirror is $TFD_VM_MIRROR, else the one this machine's apt already uses
+# for the suite's release (bookworm; sources.list or deb822 .sources files,
+# as apt itself reads them): no host is named here.
 # Needs apt-get and dpkg-deb (Debian or Ubuntu); no root needed.
 set -eu
 cache=${TFD_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tensorfd-vm}
 suite=${TFD_VM_SUITE:-bookworm-backports}
-mirror=${TFD_VM_MIRROR:-http://deb.debian.org/debian}
 mods="drm drm_kms_helper drm_shmem_helper vgem udmabuf"
 
 if [ -f "$cache/current" ] && [ -f "$cache/$(cat "$cache/current")/vmlinuz" ]; then
@@ -26,6 +28,18 @@ fi
 for tool in apt-get apt-cache dpkg-deb xz; do
 	command -v $tool >/dev/null || { echo "fetch-kernel: $tool is missing" >&2; exit 1; }
 done
+
+# the machine's own Debian mirror: the first that serves the suite's release
+release=${suite%-backports}
+mirror=${TFD_VM_MIRROR:-$(apt-get indextargets --no-release-info \
+	--format '$(REPO_URI) $(RELEASE) $(TARGET_OF)' 2>/dev/null |
+	awk -v r="$release" '$2 == r && $3 == "deb" { sub(/\/+$/, "", $1); print $1; exit }')}
+if [ -z "$mirror" ]; then
+	echo "fetch-kernel: apt here has no mirror for Debian $release; set TFD_VM_MIRROR" \
+		"(a Debian archive, the one that serves $suite)" >&2
+	exit 1
+fi
+echo "fetch-kernel: mirror $mirror"
 
 apt=$cache/apt
 mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/etc/sources.list.d" \

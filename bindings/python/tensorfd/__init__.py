@@ -26,6 +26,7 @@ from ._tensorfd import (  # noqa: F401
     MAX_USER_DATA,
     Message,
     Publisher,
+    __version__,
     runtime_dir,
     topic_path,
 )
@@ -39,7 +40,11 @@ class Subscriber(_Subscriber):
 
 Also awaitable: ``msg = await sub.recv_async(timeout)`` waits in the running
 asyncio loop (on the subscriber's descriptor), and ``async for msg in sub``
-receives forever.
+receives forever: a publisher that goes away and comes back (a restart) does
+not end it. recv() and recv_async() raise ConnectionResetError once when the
+publisher goes; ``async for`` takes that in and waits for the next publisher,
+and stats()["attaches"] counts the publishers it has attached to, so a
+restart shows there (and as a jump in msg.seq).
 """
 
     async def recv_async(self, timeout=None):
@@ -78,4 +83,9 @@ receives forever.
         return self
 
     async def __anext__(self):
-        return await self.recv_async()
+        while True:
+            try:
+                return await self.recv_async()
+            except ConnectionResetError:
+                # the publisher went away; the library re-attaches to the next
+                continue

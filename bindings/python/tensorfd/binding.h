@@ -32,7 +32,6 @@
 
 #define WAIT_SLICE_MS 100		/* a wait looks at Python signals this often */
 #define COPY_NOGIL_BYTES (1u << 20)	/* copies from here on run without the GIL */
-#define META_MAGIC "TFP1"		/* user data written by this binding */
 
 /* What received tensors come back as. */
 enum kind { KIND_TORCH, KIND_NUMPY, KIND_DLPACK };
@@ -77,16 +76,13 @@ PyObject *tensor_view(PyObject *owner, Py_ssize_t offset, char *data, struct tfd
 		      int ndim, const int64_t *shape, const int64_t *strides, enum kind kind);
 
 /* --- meta.c --- */
-struct meta {
-	char buf[TFD_MAX_USER_DATA];
-	size_t len;
-};
-
 bool is_meta(PyObject *v);
-int meta_add(struct meta *m, const char *key, PyObject *v);
+int meta_add(struct tfd_message *msg, const char *key, PyObject *v);
+PyObject *meta_dict(const struct tfd_message *m);
 PyObject *meta_decode(const char *p, size_t len);
 
 /* --- message.c --- */
-PyObject *message_wrap(struct tfd_message *m, enum kind kind);
+PyObject *message_wrap(struct tfd_message *m, enum kind kind, bool writable);
+void write_guard_install(void);
 
 #endif

@@ -161,33 +161,35 @@ void contiguous_strides(int ndim, const int64_t *shape, int64_t *strides)
 }
 
 /* The bytes [lo, hi) that the elements occupy; empty tensors: false. */
+/*
+ * The bytes a tensor touches, by the library's rule (tfd_layout_span: the
+ * element size, overflow checks, empty tensors), not a restatement of it:
+ * the layout's byte offset is the data's address, so the span comes back
+ * as addresses.
+ */
 int src_span(const struct src_tensor *t, char **lo, char **hi, bool *empty)
 {
-	int64_t min = 0, max = 0, step, esz = (t->dtype.bits + 7) / 8 * t->dtype.lanes;
-	int i;
+	struct tfd_layout l = { .dtype = t->dtype, .ndim = t->ndim };
+	uint64_t a, b;
+	int r;
 
-	*empty = false;
-	for (i = 0; i < t->ndim; i++)
-		if (t->shape[i] == 0)
-			*empty = true;
-	if (*empty) {
-		*lo = *hi = t->data;
-		return 0;
+	l.device.type = TFD_DEVICE_CPU;
+	l.byte_offset = (uint64_t)(uintptr_t)t->data;
+	memcpy(l.shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
+	memcpy(l.strides, t->strides, (size_t)t->ndim * sizeof(int64_t));
+	r = tfd_layout_span(&l, &a, &b);
+	if (r == -EOVERFLOW || r == -ERANGE) {
+		PyErr_SetString(PyExc_OverflowError, "tensor shape and strides overflow 64 bits");
+		return -1;
 	}
-	for (i = 0; i < t->ndim; i++) {
-		if (__builtin_mul_overflow(t->shape[i] - 1, t->strides[i], &step) ||
-		    __builtin_add_overflow(step < 0 ? min : max, step, step < 0 ? &min : &max))
-			goto overflow;
+	if (r < 0) {
+		PyErr_SetString(PyExc_ValueError, tfd_last_error());
+		return -1;
 	}
-	if (__builtin_add_overflow(max, 1, &max) || __builtin_mul_overflow(max, esz, &max) ||
-	    __builtin_mul_overflow(min, esz, &min))
-		goto overflow;
-	*lo = t->data + min;
-	*hi = t->data + max;
+	*lo = (char *)(uintptr_t)a;
+	*hi = (char *)(uintptr_t)b;
+	*empty = a == b;
 	return 0;
-overflow:
-	PyErr_SetString(PyExc_OverflowError, "tensor shape and strides overflow 64 bits");
-	return -1;
 }
 
 static int src_from_capsule(PyObject *cap, const char *name, struct src_tensor *t)

@@ -53,6 +53,7 @@ typedef struct {
 	PyObject_HEAD
 	struct tfd_message *msg;
 	enum kind kind;
+	bool writable;		/* the subscriber's default for get() */
 	PyObject *cache;	/* (name, kind, writable) -> value */
 	PyObject *meta;		/* dict */
 } MessageObject;
@@ -65,11 +66,9 @@ static int msg_check(MessageObject *self)
 	return -1;
 }
 
-PyObject *message_wrap(struct tfd_message *m, enum kind kind)
+PyObject *message_wrap(struct tfd_message *m, enum kind kind, bool writable)
 {
 	MessageObject *self = PyObject_New(MessageObject, &MessageType);
-	size_t len;
-	const void *u;
 
 	if (!self) {
 		tfd_message_unref(m);
@@ -77,9 +76,9 @@ PyObject *message_wrap(struct tfd_message *m, enum kind kind)
 	}
 	self->msg = m;
 	self->kind = kind;
+	self->writable = writable;
 	self->cache = PyDict_New();
-	u = tfd_message_get_user_data(m, &len);
-	self->meta = len ? meta_decode(u, len) : NULL;
+	self->meta = meta_dict(m);
 	if (!self->meta)
 		self->meta = PyDict_New();
 	if (!self->cache || !self->meta) {
@@ -121,6 +120,9 @@ static PyObject *message_tensor(MessageObject *self, int i, enum kind kind, bool
 		m->len = 0;
 		data = empty_data;
 	} else if (!writable) {
+		/* torch cannot refuse the write: say why when it faults */
+		if (kind != KIND_NUMPY)
+			write_guard_install();
 		m->base = tfd_buffer_data(b);
 		m->len = tfd_buffer_size(b);
 		data = m->base + l->byte_offset;
@@ -151,12 +153,15 @@ PyDoc_STRVAR(message_get_doc,
 "subscriber's. No tensor is copied: each is a view of the publisher's pages\n"
 "and keeps the message loaned (the publisher cannot reuse its buffers) until\n"
 "the last object over it is gone, even after the message object itself.\n\n"
-"Writing cannot change what the publisher or other subscribers see. numpy\n"
-"arrays are read-only views of the shared mapping (writable=False, the\n"
-"default for numpy). torch tensors and DLPack capsules, and numpy with\n"
-"writable=True, get their own copy-on-write mapping of the buffer: the\n"
-"shared pages until you write, then private copies of the pages you wrote.\n"
-"Each such view costs an mmap and the page faults of what you read.");
+"Writing cannot change what the publisher or other subscribers see. By\n"
+"default (writable=None: the Subscriber's writable, False unless set)\n"
+"every tensor is a read-only view of the shared mapping: the fast path.\n"
+"numpy arrays refuse writes; torch has no read-only tensors, so a write\n"
+"into a torch view (or a capsule's memory) faults, and tensorfd says why\n"
+"on stderr before the interpreter stops: .clone() what you change.\n"
+"writable=True gives a private copy-on-write mapping of the buffer: the\n"
+"shared pages until you write, then private copies of the pages you\n"
+"wrote; it costs an mmap and makes the first read of each page a fault.");
 
 static PyObject *message_lookup(MessageObject *self, PyObject *name, enum kind kind,
 				int writable)
@@ -182,7 +187,7 @@ static PyObject *message_lookup(MessageObject *self, PyObject *name, enum kind k
 		return Py_XNewRef(v);
 	}
 	if (writable < 0)
-		writable = kind != KIND_NUMPY;
+		writable = self->writable;
 	key = Py_BuildValue("(Oii)", name, (int)kind, writable);
 	if (!key)
 		return NULL;
@@ -345,6 +350,16 @@ static PyObject *message_get_timestamp(MessageObject *self, void *unused)
 		       : PyLong_FromUnsignedLongLong(tfd_message_timestamp(self->msg));
 }
 
+static PyObject *message_get_capture_time(MessageObject *self, void *unused)
+{
+	uint64_t ns;
+
+	if (msg_check(self) < 0)
+		return NULL;
+	ns = tfd_message_capture_time(self->msg);
+	return ns ? PyLong_FromUnsignedLongLong(ns) : Py_NewRef(Py_None);
+}
+
 static PyObject *message_get_metadata(MessageObject *self, void *unused)
 {
 	return PyDict_Copy(self->meta);
@@ -401,6 +416,9 @@ static PyGetSetDef message_getset[] = {
 	{ "timestamp", (getter)message_get_timestamp, NULL,
 	  "When it was published: CLOCK_MONOTONIC nanoseconds.", NULL },
 	{ "metadata", (getter)message_get_metadata, NULL, "The metadata values, a dict.", NULL },
+	{ "capture_time", (getter)message_get_capture_time, NULL,
+	  "When the data was captured (CLOCK_MONOTONIC ns, as the producer set it with\n"
+	  "tfd_message_set_capture_time), or None.", NULL },
 	{ "user_data", (getter)message_get_user_data, NULL,
 	  "The raw user data bytes (tfd_message_get_user_data(3)).", NULL },
 	{ NULL },

@@ -1,31 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Metadata: small Python values (int, float, bool, str, bytes, None) in
- * a message's user data, and their defensive decoding.
+ * Metadata: small Python values (None, bool, int, float, str, bytes) as
+ * the library's typed metadata (tfd_message_set_int(3) and friends), so a
+ * C program, the tools and Python read the same values.
  */
 #include "binding.h"
 
 #include <string.h>
-
-/* --- metadata: small Python values in the message's user data --- */
-
-/*
- * "TFP1", then per value: a tag byte, the key's length (1 byte) and bytes,
- * then the value: 'i' int64, 'f' double, 'T'/'F' bool, 'n' None, 's' str
- * and 'y' bytes as a 2-byte length and the bytes. Little-endian as on the
- * host (the peers share the machine).
- */
-static int meta_put(struct meta *m, const void *p, size_t n)
-{
-	if (n > sizeof(m->buf) - m->len) {
-		PyErr_Format(PyExc_ValueError, "metadata is limited to %d bytes per message",
-			     TFD_MAX_USER_DATA - (int)strlen(META_MAGIC));
-		return -1;
-	}
-	memcpy(m->buf + m->len, p, n);
-	m->len += n;
-	return 0;
-}
 
 bool is_meta(PyObject *v)
 {
@@ -33,124 +14,116 @@ bool is_meta(PyObject *v)
 	       PyUnicode_Check(v) || PyBytes_Check(v);
 }
 
-int meta_add(struct meta *m, const char *key, PyObject *v)
+/* The library's refusals as Python's: a bad value or size is ValueError. */
+static int meta_fail(int r)
 {
-	size_t klen = strlen(key);
-	const char *s = NULL;
-	Py_ssize_t slen = 0;
-	uint8_t kl = (uint8_t)klen;
-	char tag;
-	union {
-		int64_t i;
-		double f;
-	} x = { 0 };
-
-	if (klen == 0 || klen > 255) {
-		PyErr_SetString(PyExc_ValueError, "metadata keys have 1 to 255 bytes");
-		return -1;
-	}
-	if (!m->len && meta_put(m, META_MAGIC, strlen(META_MAGIC)) < 0)
-		return -1;
-	if (v == Py_None) {
-		tag = 'n';
-	} else if (PyBool_Check(v)) {
-		tag = v == Py_True ? 'T' : 'F';
-	} else if (PyLong_Check(v)) {
-		tag = 'i';
-		x.i = PyLong_AsLongLong(v);
-		if (x.i == -1 && PyErr_Occurred())
-			return -1;
-	} else if (PyFloat_Check(v)) {
-		tag = 'f';
-		x.f = PyFloat_AS_DOUBLE(v);
-	} else if (PyUnicode_Check(v)) {
-		tag = 's';
-		s = PyUnicode_AsUTF8AndSize(v, &slen);
-		if (!s)
-			return -1;
-	} else {
-		tag = 'y';
-		s = PyBytes_AS_STRING(v);
-		slen = PyBytes_GET_SIZE(v);
-	}
-	if (meta_put(m, &tag, 1) < 0 || meta_put(m, &kl, 1) < 0 || meta_put(m, key, klen) < 0)
-		return -1;
-	if (tag == 'i' || tag == 'f')
-		return meta_put(m, &x, 8);
-	if (s) {
-		uint16_t l = (uint16_t)slen;
-
-		if (slen > UINT16_MAX)
-			return meta_put(m, m->buf, sizeof(m->buf));	/* too long: the error */
-		if (meta_put(m, &l, 2) < 0 || meta_put(m, s, (size_t)slen) < 0)
-			return -1;
-	}
-	return 0;
+	if (r == -EINVAL || r == -E2BIG || r == -EBUSY)
+		PyErr_SetString(PyExc_ValueError, tfd_last_error());
+	else
+		raise_tfd(r);
+	return -1;
 }
 
-/* Decode what a peer sent; anything malformed: NULL without an exception. */
-PyObject *meta_decode(const char *p, size_t len)
+int meta_add(struct tfd_message *msg, const char *key, PyObject *v)
 {
-	size_t ml = strlen(META_MAGIC), off = ml;
-	PyObject *d, *v, *k;
+	const char *s;
+	long long i;
+	int r;
+
+	if (v == Py_None) {
+		r = tfd_message_set_null(msg, key);
+	} else if (PyBool_Check(v)) {
+		r = tfd_message_set_bool(msg, key, v == Py_True);
+	} else if (PyLong_Check(v)) {
+		i = PyLong_AsLongLong(v);
+		if (i == -1 && PyErr_Occurred()) {
+			if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+				PyErr_Clear();
+				PyErr_Format(PyExc_OverflowError,
+					     "metadata '%s': int %R does not fit in 64 bits", key, v);
+			}
+			return -1;
+		}
+		r = tfd_message_set_int(msg, key, i);
+	} else if (PyFloat_Check(v)) {
+		r = tfd_message_set_float(msg, key, PyFloat_AS_DOUBLE(v));
+	} else if (PyUnicode_Check(v)) {
+		s = PyUnicode_AsUTF8(v);
+		if (!s)
+			return -1;
+		r = tfd_message_set_string(msg, key, s);
+	} else {
+		r = tfd_message_set_bytes(msg, key, PyBytes_AS_STRING(v),
+					  (size_t)PyBytes_GET_SIZE(v));
+	}
+	return r < 0 ? meta_fail(r) : 0;
+}
+
+static PyObject *meta_value(const struct tfd_message *m, const char *key, int type)
+{
+	const char *s;
+	const void *b;
+	size_t len;
 	int64_t i;
 	double f;
-	uint16_t l;
+	bool t;
 
-	if (len < ml || memcmp(p, META_MAGIC, ml) != 0)
+	switch (type) {
+	case TFD_META_NULL:
+		return Py_NewRef(Py_None);
+	case TFD_META_BOOL:
+		return tfd_message_get_bool(m, key, &t) < 0 ? NULL : PyBool_FromLong(t);
+	case TFD_META_INT:
+		return tfd_message_get_int(m, key, &i) < 0 ? NULL : PyLong_FromLongLong(i);
+	case TFD_META_FLOAT:
+		return tfd_message_get_float(m, key, &f) < 0 ? NULL : PyFloat_FromDouble(f);
+	case TFD_META_STRING:
+		return tfd_message_get_string(m, key, &s) < 0 ? NULL : PyUnicode_FromString(s);
+	case TFD_META_BYTES:
+		return tfd_message_get_bytes(m, key, &b, &len) < 0 ?
+			       NULL : PyBytes_FromStringAndSize(b, (Py_ssize_t)len);
+	}
+	return NULL;
+}
+
+/* A message's metadata as a dict; NULL without an exception when a peer's is malformed. */
+PyObject *meta_dict(const struct tfd_message *m)
+{
+	int n = tfd_message_meta_count(m), i, type;
+	PyObject *d, *k, *v;
+	const char *key;
+
+	if (n < 0)
 		return NULL;
 	d = PyDict_New();
-	while (d && off < len) {
-		char tag = p[off];
-		size_t kl;
-
-		if (len - off < 2 || (kl = (uint8_t)p[off + 1]) == 0 || len - off - 2 < kl)
-			goto bad;
-		k = PyUnicode_DecodeUTF8(p + off + 2, (Py_ssize_t)kl, "strict");
-		if (!k)
-			goto bad;
-		off += 2 + kl;
-		v = NULL;
-		switch (tag) {
-		case 'n': v = Py_NewRef(Py_None); break;
-		case 'T': v = Py_NewRef(Py_True); break;
-		case 'F': v = Py_NewRef(Py_False); break;
-		case 'i':
-		case 'f':
-			if (len - off < 8)
-				break;
-			if (tag == 'i') {
-				memcpy(&i, p + off, 8);
-				v = PyLong_FromLongLong(i);
-			} else {
-				memcpy(&f, p + off, 8);
-				v = PyFloat_FromDouble(f);
-			}
-			off += 8;
-			break;
-		case 's':
-		case 'y':
-			if (len - off < 2)
-				break;
-			memcpy(&l, p + off, 2);
-			if (len - off - 2 < l)
-				break;
-			v = tag == 's' ? PyUnicode_DecodeUTF8(p + off + 2, l, "strict")
-				       : PyBytes_FromStringAndSize(p + off + 2, l);
-			off += 2 + (size_t)l;
-			break;
-		}
-		if (!v || PyDict_SetItem(d, k, v) < 0) {
-			Py_DECREF(k);
+	for (i = 0; d && i < n; i++) {
+		type = tfd_message_meta_key(m, (unsigned int)i, &key);
+		v = type > 0 ? meta_value(m, key, type) : NULL;
+		k = v ? PyUnicode_FromString(key) : NULL;
+		if (!k || PyDict_SetItem(d, k, v) < 0) {
+			Py_XDECREF(k);
 			Py_XDECREF(v);
-			goto bad;
+			Py_CLEAR(d);
+			break;
 		}
 		Py_DECREF(k);
 		Py_DECREF(v);
 	}
+	if (!d)
+		PyErr_Clear();
 	return d;
-bad:
-	PyErr_Clear();
-	Py_XDECREF(d);
-	return NULL;
+}
+
+/* The decoder on arbitrary bytes, as if a peer had sent them (for the tests). */
+PyObject *meta_decode(const char *p, size_t len)
+{
+	struct tfd_message *m;
+	PyObject *d = NULL;
+
+	if (tfd_message_new(&m) < 0)
+		return NULL;
+	if (tfd_message_set_user_data(m, p, len) == 0 && len)
+		d = meta_dict(m);
+	tfd_message_unref(m);
+	return d;
 }

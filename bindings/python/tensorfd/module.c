@@ -172,6 +172,12 @@ static struct PyModuleDef module = {
 	.m_methods = module_methods,
 };
 
+/* The package's version: configure's in the autotools build, the installed
+ * library's (pkg-config --modversion) in a pip build. */
+#ifndef TFD_BINDING_VERSION
+#define TFD_BINDING_VERSION PACKAGE_VERSION
+#endif
+
 PyMODINIT_FUNC PyInit__tensorfd(void);
 
 PyMODINIT_FUNC PyInit__tensorfd(void)
@@ -192,7 +198,8 @@ PyMODINIT_FUNC PyInit__tensorfd(void)
 	    PyModule_AddObjectRef(m, "Message", (PyObject *)&MessageType) < 0 ||
 	    PyModule_AddIntConstant(m, "MAX_USER_DATA", TFD_MAX_USER_DATA) < 0 ||
 	    PyModule_AddIntConstant(m, "MAX_TENSORS", TFD_MAX_TENSORS) < 0 ||
-	    PyModule_AddIntConstant(m, "MAX_NDIM", TFD_MAX_NDIM) < 0) {
+	    PyModule_AddIntConstant(m, "MAX_NDIM", TFD_MAX_NDIM) < 0 ||
+	    PyModule_AddStringConstant(m, "__version__", TFD_BINDING_VERSION) < 0) {
 		Py_DECREF(m);
 		return NULL;
 	}

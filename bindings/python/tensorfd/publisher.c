@@ -290,6 +290,16 @@ static PyObject *publisher_empty(PublisherObject *self, PyObject *args, PyObject
 }
 
 /* Name src in msg: in place when it lies in a loan, else copied once into one. */
+/* A bad name or layout is a bad value, as elsewhere in Python (ValueError);
+ * anything else the library said is an OSError. */
+static void raise_add(int r)
+{
+	if (r == -EINVAL || r == -EEXIST)
+		PyErr_SetString(PyExc_ValueError, tfd_last_error());
+	else
+		raise_tfd(r);
+}
+
 static int attach(PublisherObject *self, struct tfd_message *msg, const char *name,
 		  const struct src_tensor *src)
 {
@@ -309,7 +319,7 @@ static int attach(PublisherObject *self, struct tfd_message *msg, const char *na
 	if (loan) {
 		l.byte_offset = (uint64_t)(src->data - loan->base);
 		r = tfd_message_add_tensor(msg, name, loan->buf, &l);
-		return r < 0 ? (raise_tfd(r), -1) : 0;
+		return r < 0 ? (raise_add(r), -1) : 0;
 	}
 	if (self->zero_copy) {
 		raise_errno(-EXDEV, "tensor is not in memory from Publisher.empty() and the "
@@ -332,14 +342,14 @@ static int attach(PublisherObject *self, struct tfd_message *msg, const char *na
 	r = tfd_message_add_tensor(msg, name, b, &l);
 	tfd_buffer_unref(b);
 	if (r < 0) {
-		raise_tfd(r);
+		raise_add(r);
 		return -1;
 	}
 	self->copied++;
 	return 0;
 }
 
-static int send_one(PublisherObject *self, struct tfd_message *msg, struct meta *meta,
+static int send_one(PublisherObject *self, struct tfd_message *msg,
 		    PyObject *key, PyObject *v)
 {
 	struct src_tensor src;
@@ -358,7 +368,7 @@ static int send_one(PublisherObject *self, struct tfd_message *msg, struct meta 
 	if (r < 0)
 		return -1;
 	if (r == 0) {
-		r = meta_add(meta, name, keep ? keep : v);
+		r = meta_add(msg, name, keep ? keep : v);
 		Py_XDECREF(keep);
 		return r;
 	}
@@ -370,7 +380,7 @@ static int send_one(PublisherObject *self, struct tfd_message *msg, struct meta 
 	return r;
 }
 
-static int send_dict(PublisherObject *self, struct tfd_message *msg, struct meta *meta,
+static int send_dict(PublisherObject *self, struct tfd_message *msg,
 		     PyObject *d)
 {
 	PyObject *k, *v, *items;
@@ -381,7 +391,7 @@ static int send_dict(PublisherObject *self, struct tfd_message *msg, struct meta
 		while (PyDict_Next(d, &pos, &k, &v)) {
 			Py_INCREF(k);
 			Py_INCREF(v);
-			r = send_one(self, msg, meta, k, v);
+			r = send_one(self, msg, k, v);
 			Py_DECREF(k);
 			Py_DECREF(v);
 			if (r < 0)
@@ -400,7 +410,7 @@ static int send_dict(PublisherObject *self, struct tfd_message *msg, struct meta
 			r = -1;
 			break;
 		}
-		r = send_one(self, msg, meta, PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1));
+		r = send_one(self, msg, PyTuple_GET_ITEM(kv, 0), PyTuple_GET_ITEM(kv, 1));
 	}
 	Py_DECREF(items);
 	return r;
@@ -426,29 +436,21 @@ static PyObject *publisher_send(PublisherObject *self, PyObject *args, PyObject 
 {
 	PyObject *values = NULL;
 	struct tfd_message *msg;
-	struct meta *meta;
 	PyObject *ret = NULL;
 	int r;
 
 	if (!PyArg_ParseTuple(args, "|O:send", &values) || pub_check(self) < 0)
 		return NULL;
-	meta = PyMem_Calloc(1, sizeof(*meta));
-	if (!meta)
-		return PyErr_NoMemory();
 	r = tfd_message_new(&msg);
-	if (r < 0) {
-		PyMem_Free(meta);
+	if (r < 0)
 		return raise_tfd(r);
-	}
-	if (values && values != Py_None && send_dict(self, msg, meta, values) < 0)
+	if (values && values != Py_None && send_dict(self, msg, values) < 0)
 		goto out;
-	if (kw && send_dict(self, msg, meta, kw) < 0)
+	if (kw && send_dict(self, msg, kw) < 0)
 		goto out;
 	if (pub_check(self) < 0)
 		goto out;
-	r = tfd_message_set_user_data(msg, meta->buf, meta->len);
-	if (r >= 0)
-		r = tfd_publisher_publish(self->pub, msg);
+	r = tfd_publisher_publish(self->pub, msg);
 	if (r < 0) {
 		raise_tfd(r);
 		goto out;
@@ -456,7 +458,6 @@ static PyObject *publisher_send(PublisherObject *self, PyObject *args, PyObject 
 	ret = PyLong_FromUnsignedLongLong(tfd_message_seq(msg));
 out:
 	tfd_message_unref(msg);
-	PyMem_Free(meta);
 	return ret;
 }
 

@@ -10,6 +10,7 @@ typedef struct {
 	PyObject_HEAD
 	struct tfd_subscriber *sub;
 	enum kind kind;
+	int writable;	/* received tensors get private copy-on-write views */
 } SubscriberObject;
 
 static int sub_check(SubscriberObject *self)
@@ -22,12 +23,12 @@ static int sub_check(SubscriberObject *self)
 
 static int subscriber_init(SubscriberObject *self, PyObject *args, PyObject *kw)
 {
-	static char *kwlist[] = { "topic", "kind", NULL };
+	static char *kwlist[] = { "topic", "kind", "writable", NULL };
 	PyObject *kind_o = NULL;
 	const char *topic;
-	int r;
+	int r, writable = 0;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$O", kwlist, &topic, &kind_o))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "s|$Op", kwlist, &topic, &kind_o, &writable))
 		return -1;
 	if (self->sub) {
 		PyErr_SetString(PyExc_RuntimeError, "Subscriber.__init__ called twice");
@@ -39,6 +40,7 @@ static int subscriber_init(SubscriberObject *self, PyObject *args, PyObject *kw)
 	} else if (default_kind(&self->kind) < 0) {
 		return -1;
 	}
+	self->writable = writable;
 	r = tfd_subscriber_new(topic, 0, &self->sub);
 	if (r < 0) {
 		raise_tfd(r);
@@ -61,7 +63,7 @@ static PyObject *recv_now(SubscriberObject *self)
 
 	r = tfd_subscriber_recv(self->sub, 0, &m);
 	if (r == 0)
-		return message_wrap(m, self->kind);
+		return message_wrap(m, self->kind, self->writable);
 	if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
 		Py_RETURN_NONE;
 	return raise_errno(r, tfd_subscriber_strerror(self->sub));
@@ -178,13 +180,18 @@ static PyGetSetDef subscriber_getset[] = {
 };
 
 PyDoc_STRVAR(subscriber_doc,
-"Subscriber(topic, *, kind=None)\n\n"
+"Subscriber(topic, *, kind=None, writable=False)\n\n"
 "Receive the messages published on a topic, from now on. The publisher may\n"
 "start before or after; after it restarts the subscriber attaches again.\n"
 "Attaching happens inside recv()/try_recv() (there is no thread): a\n"
 "subscriber that waited for its publisher receives from when it looked.\n"
 "kind: what tensors come back as, 'torch' (default when torch can be\n"
-"imported), 'numpy' or 'dlpack'. Use as a context manager or call close().");
+"imported), 'numpy' or 'dlpack'. Received tensors are read-only views of\n"
+"the publisher's pages (numpy arrays refuse writes; a write into a torch\n"
+"tensor stops the interpreter with a message saying so: .clone() what you\n"
+"change). writable=True gives every tensor a private copy-on-write mapping\n"
+"instead: writable, at the cost of an mmap per tensor and slower first\n"
+"reads. Use as a context manager or call close().");
 
 PyTypeObject SubscriberType = {
 	PyVarObject_HEAD_INIT(NULL, 0)

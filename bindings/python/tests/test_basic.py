@@ -124,8 +124,13 @@ def test_metadata(pair):
         msg.missing
     with pytest.raises(ValueError, match="4096|limited"):
         pub.send(big="x" * 5000)
-    with pytest.raises(OverflowError):
+    with pytest.raises(OverflowError, match="'huge'"):
         pub.send(huge=2**64)
+    # a bad tensor name is a bad value, like the others, and says why
+    with pytest.raises(ValueError, match="tensor name"):
+        pub.send({"bad name": np.zeros(4, dtype=np.float32)})
+    with pytest.raises(ValueError, match="tensor name"):
+        pub.send({"x" * 300: np.zeros(4, dtype=np.float32)})
     with pytest.raises(TypeError, match="send torch tensors"):
         pub.send(bad=object())
     # numpy scalars are metadata too
@@ -247,7 +252,8 @@ def test_copy_on_write(topic):
     """A receiver's writes reach neither the publisher, nor another
     subscriber, nor the next message over the same buffer."""
     with tensorfd.Publisher(topic, max_buffers=1) as pub, \
-            tensorfd.Subscriber(topic) as writer, tensorfd.Subscriber(topic) as reader:
+            tensorfd.Subscriber(topic, writable=True) as writer, \
+            tensorfd.Subscriber(topic) as reader:
         from conftest import wait_subscribers
 
         wait_subscribers(pub, 2)
@@ -287,6 +293,42 @@ def test_numpy_views_are_read_only(pair):
         a.flags.writeable = True
 
 
+def test_torch_views_are_read_only_by_default(pair):
+    """The default torch view is the shared mapping (no private mmap); a
+    write into it stops the interpreter with tensorfd's reason, not a bare
+    segmentation fault."""
+    import signal
+    import subprocess
+    import sys
+
+    pub, sub = pair
+    pub.send(t=torch.arange(1024, dtype=torch.float32))
+    msg = sub.recv(timeout=5)
+    t = msg["t"]
+    assert msg.get("t", writable=True).data_ptr() != t.data_ptr()
+    assert torch.equal(t, torch.arange(1024, dtype=torch.float32))
+    # the write itself, in a child interpreter of its own
+    code = (
+        "import time, torch, tensorfd\n"
+        "with tensorfd.Publisher('ro/w') as p, tensorfd.Subscriber('ro/w') as s:\n"
+        "    end = time.monotonic() + 20\n"
+        "    while p.stats()['subscribers'] < 1 and time.monotonic() < end:\n"
+        "        p.dispatch(0.01)\n"
+        "    p.send(x=torch.ones(4096))\n"
+        "    x = s.recv(timeout=10)['x']\n"
+        "    print('writing', flush=True)\n"
+        "    x[0] = 5\n"
+        "    print('wrote')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "writing" in r.stdout and "wrote" not in r.stdout, r.stdout + r.stderr
+    if os.environ.get("LD_PRELOAD"):
+        # a sanitizer runtime's SEGV handler (chained after ours) ends it its own way
+        assert r.returncode != 0, (r.returncode, r.stderr)
+    else:
+        assert r.returncode == -signal.SIGSEGV, (r.returncode, r.stderr)
+    assert "read-only view" in r.stderr and ".clone()" in r.stderr, r.stderr
+
+
 def test_many_subscribers_in_process(topic):
     n = 8
     with tensorfd.Publisher(topic) as pub:
@@ -318,6 +360,46 @@ def test_asyncio_recv(pair):
             return first.n, m.n
 
     assert asyncio.run(main()) == (1, 2)
+
+
+def test_async_for_survives_publisher_restart(topic):
+    """async for keeps receiving across a publisher restart; attaches counts it."""
+    from conftest import wait_subscribers
+
+    async def main(sub, pubs):
+        loop = asyncio.get_running_loop()
+        got = []
+
+        def restart():
+            pubs[0].close()
+            pubs[0] = tensorfd.Publisher(topic)
+            feed()
+
+        def feed():
+            # the new publisher takes the re-attach in, then publishes
+            pubs[0].dispatch(0)
+            if pubs[0].stats()["subscribers"] < 1:
+                loop.call_later(0.02, feed)
+            else:
+                pubs[0].send(n=2)
+
+        loop.call_later(0.05, lambda: pubs[0].send(n=1))
+        async for m in sub:
+            got.append(m.n)
+            if len(got) == 1:
+                loop.call_later(0.05, restart)
+            else:
+                return got
+
+    pubs = [tensorfd.Publisher(topic)]
+    with tensorfd.Subscriber(topic) as sub:
+        wait_subscribers(pubs[0], 1)
+        try:
+            got = asyncio.run(asyncio.wait_for(main(sub, pubs), 30))
+        finally:
+            pubs[0].close()
+        assert got == [1, 2]
+        assert sub.stats()["attaches"] == 2
 
 
 def test_send_order_and_seq(pair):
@@ -357,7 +439,7 @@ def test_metadata_decoder_survives_garbage(pair):
         d = tensorfd._tensorfd._decode_metadata(bytes(b))
         assert d is None or isinstance(d, dict)
     for _ in range(300):
-        blob = b"TFP1" + bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
+        blob = b"TFM1" + bytes(8) + bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
         tensorfd._tensorfd._decode_metadata(blob)
 
 
@@ -387,3 +469,94 @@ def test_unaligned_elements(pair):
     np.testing.assert_array_equal(msg.get("odd", kind="numpy"), odd)
     with pytest.raises(ValueError, match="aligned"):
         msg.get("odd", kind="torch")
+
+
+class _Capsule:
+    """An object with __dlpack__ over bytes, with any DLPack dtype: a tensor
+    no numpy or torch would make (sub-byte elements)."""
+
+    def __init__(self, data, code, bits, lanes, shape):
+        import ctypes
+
+        class DLDevice(ctypes.Structure):
+            _fields_ = [("device_type", ctypes.c_int), ("device_id", ctypes.c_int)]
+
+        class DLDataType(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8),
+                        ("lanes", ctypes.c_uint16)]
+
+        class DLTensor(ctypes.Structure):
+            _fields_ = [("data", ctypes.c_void_p), ("device", DLDevice),
+                        ("ndim", ctypes.c_int), ("dtype", DLDataType),
+                        ("shape", ctypes.POINTER(ctypes.c_int64)),
+                        ("strides", ctypes.POINTER(ctypes.c_int64)),
+                        ("byte_offset", ctypes.c_uint64)]
+
+        class DLManagedTensor(ctypes.Structure):
+            _fields_ = [("dl_tensor", DLTensor), ("manager_ctx", ctypes.c_void_p),
+                        ("deleter", ctypes.c_void_p)]
+
+        self._buf = ctypes.create_string_buffer(data, len(data))
+        self._shape = (ctypes.c_int64 * len(shape))(*shape)
+        self._mt = DLManagedTensor()
+        t = self._mt.dl_tensor
+        t.data = ctypes.cast(self._buf, ctypes.c_void_p)
+        t.device = DLDevice(1, 0)
+        t.ndim = len(shape)
+        t.dtype = DLDataType(code, bits, lanes)
+        t.shape = self._shape
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        self._new = new
+
+    def __dlpack__(self, stream=None):
+        import ctypes
+
+        return self._new(ctypes.addressof(self._mt), b"dltensor", None)
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+def test_sub_byte_dtype_follows_the_library_rule(pair):
+    """A tensor the library cannot size (4-bit elements: bits x lanes must
+    make whole bytes) is refused with the library's reason, before anything
+    is copied: the binding sizes tensors with tfd_layout_span, not a rule of
+    its own."""
+    pub, _ = pair
+    with pytest.raises(ValueError, match="not whole bytes"):
+        pub.send(nibbles=_Capsule(b"\x12\x34\x56\x78", 0, 4, 1, (8,)))
+
+
+def test_metadata_c_python_c(topic):
+    """Typed metadata is one format: a C publisher's values (every type)
+    arrive in Python as they were set, and Python sends them on to a C
+    subscriber that finds them, types and order intact."""
+    import subprocess
+
+    peer = os.path.join(os.environ.get("top_builddir", "."), "tests", "meta-peer")
+    if not os.path.exists(peer):
+        pytest.skip("tests/meta-peer was not built (make check builds it)")
+    c_pub = subprocess.Popen([peer, "pub", topic + "/c"])
+    try:
+        with tensorfd.Subscriber(topic + "/c") as sub:
+            msg = sub.recv(timeout=30)
+    finally:
+        assert c_pub.wait(timeout=30) == 0
+    assert msg.metadata == {"frame": -7, "exposure_s": 0.0125, "keyframe": True,
+                            "frame_id": "cam/\u00e9", "calib": b"\0\1\2", "none": None}
+    assert list(msg.metadata) == ["frame", "exposure_s", "keyframe", "frame_id", "calib",
+                                  "none"]
+    assert msg.capture_time == 1234567890123
+    with tensorfd.Publisher(topic + "/py", latched=True) as pub:
+        pub.send(msg.metadata)
+        c_sub = subprocess.Popen([peer, "sub", topic + "/py"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+        import time
+
+        end = time.monotonic() + 30
+        while c_sub.poll() is None and time.monotonic() < end:
+            pub.dispatch(0.01)
+        out = c_sub.communicate(timeout=30)[0]
+    assert c_sub.returncode == 0, out
