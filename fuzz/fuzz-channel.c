@@ -10,6 +10,8 @@
  * Input: one mode byte, then records of { u8 flags, u16 len, len bytes }.
  *   mode bit 0: poll(2) backend (else io_uring)
  *   mode bit 1: keep received messages until a release record (else drop at once)
+ *   mode bit 2: the channel is a publisher's end (it only sends): it must
+ *               never hand out a message, whatever arrives
  *   flags bit 0: attach a sealed 64 KiB memfd (a valid buffer)
  *   flags bit 1: attach an unsealed memfd
  *   flags bit 2: attach /dev/null
@@ -220,6 +222,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
 	FUZZ_CHECK(channel_new(sv[0], &ch) == 0);
 	FUZZ_CHECK(tfd_channel_set_send_timeout(ch, 0) == 0);
+	if (mode & 4)
+		channel_set_send_only(ch);
 	drain(sv[1]);
 
 	while (size >= 3 && !dead) {
@@ -258,6 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (r < 0)
 				break;
 			FUZZ_CHECK(r == 0 && m);
+			FUZZ_CHECK(!(mode & 4));
 			consume(m);
 			if ((mode & 2) && n_kept < KEEP_MAX)
 				kept[n_kept++] = m;

@@ -550,6 +550,28 @@ static void gen_channel(void)
 	p.b[0] = 0;	/* broken magic, mended by FIX_HEADER */
 	conv_add(ATTACH_SEALED | FIX_HEADER, &p);
 	write_file("channel", "fixed-header", conv.b, conv.len);
+
+	/* a buffer over the 64 GiB a peer may have mapped */
+	conv_start(0);
+	conv_hello();
+	nb[0].size = 65ull << 30;
+	msg(&p, 1, nb, 1, t, 1, NULL);
+	nb[0].size = 4096;
+	conv_add(ATTACH_SEALED, &p);
+	write_file("channel", "bytes-over-limit", conv.b, conv.len);
+
+	/* a publisher's end (mode bit 2) refuses a message and a forget */
+	conv_start(4);
+	conv_hello();
+	one_tensor_msg(&p, 1);
+	conv_add(ATTACH_SEALED, &p);
+	write_file("channel", "send-only-msg", conv.b, conv.len);
+
+	conv_start(4 | 1);
+	conv_hello();
+	ids(&p, WIRE_FORGET, &one, 1);
+	conv_add(DISPATCH, &p);
+	write_file("channel", "send-only-forget", conv.b, conv.len);
 }
 
 int main(int argc, char **argv)

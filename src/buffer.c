@@ -18,6 +18,7 @@
 
 #include "gpu.h"
 #include "internal.h"
+#include "peerfd.h"
 #include "wire.h"
 
 #ifndef F_SEAL_FUTURE_WRITE
@@ -140,6 +141,16 @@ int buffer_import(int fd, uint64_t size, unsigned int kind, char *errbuf, size_t
 	/* the wire decoder let only known kinds through */
 	if (kind == WIRE_BUF_DMABUF)
 		return dmabuf_import(fd, size, errbuf, errlen, ret);
+	/*
+	 * Seals first: only shmem and hugetlbfs answer, and no filesystem
+	 * driver is asked (fstat() of a FUSE file waits for its daemon).
+	 */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0) {
+		r = tfd_fail(errbuf, errlen, -EBADFD, "received fd is not a memfd (no seals: %s)",
+			     strerror(errno));
+		goto fail_fd;
+	}
 	if (fstat(fd, &st) < 0) {
 		r = tfd_fail(errbuf, errlen, -errno, "fstat of a received fd: %s", strerror(errno));
 		goto fail_fd;
@@ -152,12 +163,6 @@ int buffer_import(int fd, uint64_t size, unsigned int kind, char *errbuf, size_t
 	/* shmem only: a hugetlbfs memfd maps in huge pages we would unmap wrongly */
 	if (fstatfs(fd, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC) {
 		r = tfd_fail(errbuf, errlen, -EBADFD, "received fd is not a shmem memfd");
-		goto fail_fd;
-	}
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0) {
-		r = tfd_fail(errbuf, errlen, -EBADFD, "received fd is not a memfd (no seals: %s)",
-			     strerror(errno));
 		goto fail_fd;
 	}
 	if ((seals & REQUIRED_SEALS) != REQUIRED_SEALS) {
@@ -190,7 +195,7 @@ int buffer_import(int fd, uint64_t size, unsigned int kind, char *errbuf, size_t
 	*ret = b;
 	return 0;
 fail_fd:
-	close(fd);
+	peerfd_close(fd);
 	return r;
 }
 

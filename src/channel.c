@@ -22,16 +22,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "gpu.h"
 #include "internal.h"
 #include "notify.h"
+#include "peerfd.h"
 #include "wire.h"
 
 #define RXQ_MAX		4096	/* messages queued while the caller was sending */
 #define RX_BUFS_MAX	4096	/* buffers one peer may have us map */
+/*
+ * Messages one peer may have in flight to us: alive here (queued or held
+ * by the application) or dead with their release not yet sent. This bounds
+ * the releases we owe it (a peer that never reads them cannot make us
+ * remember more); a publisher never has more in flight than its queue depth.
+ */
+#define RX_INFLIGHT_MAX	65536
+/*
+ * Bytes of memfds and dma-bufs one peer may have us map at once
+ * (TENSORFD_PEER_MAX_BYTES overrides). GPU buffers are not counted: they
+ * take no host memory or address space here.
+ */
+#define RX_BYTES_MAX	(64ull << 30)
 
 struct inflight {
 	unsigned int n;
@@ -44,6 +59,7 @@ struct tfd_channel {
 	bool notify_open;
 	struct notify notify;
 	bool peer_hello;
+	bool send_only;		/* the peer may only release what we send (a publisher's end) */
 	int dead;		/* 0, or the error that ended the channel */
 	int peer_refused;	/* the error of the peer's REFUSE, if that ended it */
 	int send_timeout_ms;
@@ -54,7 +70,9 @@ struct tfd_channel {
 	struct idmap inflight;
 
 	struct idmap rx_bufs;
+	uint64_t rx_bytes;	/* the sizes of rx_bufs' host buffers */
 	struct tfd_message *rx_live;
+	size_t rx_live_n;	/* messages on rx_live */
 
 	struct tfd_message **rxq;
 	size_t rxq_head, rxq_len, rxq_cap;
@@ -81,10 +99,11 @@ static int ch_fail(struct tfd_channel *ch, int err, const char *fmt, ...)
 	return tfd_fail(ch->err, sizeof(ch->err), err, "%s", line);
 }
 
+/* The peer's fds of a packet: never closed where the peer could block us. */
 static void close_fds(struct rx_packet *pkt)
 {
-	while (pkt->nfds)
-		close(pkt->fds[--pkt->nfds]);
+	peerfd_close_many(pkt->fds, pkt->nfds);
+	pkt->nfds = 0;
 }
 
 static void inflight_free(struct inflight *f)
@@ -121,7 +140,11 @@ static void ch_drop_state(struct tfd_channel *ch)
 	idmap_free(&ch->tx_known);
 	idmap_foreach(&ch->rx_bufs, s) tfd_buffer_unref(s->val);
 	idmap_free(&ch->rx_bufs);
-	ch->rel_len = 0;
+	ch->rx_bytes = 0;
+	/* nobody to tell: the releases owed (up to 512 KiB of them) go now */
+	free(ch->rel);
+	ch->rel = NULL;
+	ch->rel_len = ch->rel_cap = 0;
 }
 
 /* The peer broke the protocol or went away: end the channel with err. */
@@ -352,6 +375,7 @@ void channel_release(struct tfd_channel *ch, struct tfd_message *msg)
 	if (msg->rx_next)
 		msg->rx_next->rx_prev = msg->rx_prev;
 	msg->rx_channel = NULL;
+	ch->rx_live_n--;
 	if (ch->dead)
 		return;
 	if (ch->rel_len == ch->rel_cap) {
@@ -426,6 +450,8 @@ static int handle_forget(struct tfd_channel *ch, struct rx_packet *pkt)
 		if (!b)
 			return ch_fail(ch, -EBADMSG, "peer forgot buffer %llu that it never sent",
 				       (unsigned long long)id);
+		if (!buffer_is_gpu(b))
+			ch->rx_bytes -= b->size;
 		/* Messages still holding it keep the mapping alive. */
 		tfd_buffer_unref(b);
 	}
@@ -445,11 +471,42 @@ static int handle_refuse(struct tfd_channel *ch, struct rx_packet *pkt)
 	return ch_fail(ch, -error, "peer refused us: %s", reason);
 }
 
+/*
+ * TENSORFD_PEER_MAX_BYTES: bytes, or with a K, M, G or T suffix (powers of
+ * 1024). Read at each import of new buffers, which is rare (once per
+ * buffer and peer), so a program may change it between channels.
+ */
+static uint64_t rx_bytes_max(void)
+{
+	uint64_t max = RX_BYTES_MAX;
+	const char *env;
+	char *end;
+	unsigned long long v;
+	int shift = 0;
+
+	env = getenv("TENSORFD_PEER_MAX_BYTES");
+	if (!env || !*env)
+		return max;
+	errno = 0;
+	v = strtoull(env, &end, 10);
+	if (*end && strchr("KMGT", *end)) {
+		shift = 10 * (int)(strchr("KMGT", *end) - "KMGT" + 1);
+		end++;
+	}
+	if (errno || *end || !v || v > (UINT64_MAX >> shift))
+		tfd_log(TFD_LOG_WARNING, "TENSORFD_PEER_MAX_BYTES=%s is not a size; %llu bytes it is",
+			env, (unsigned long long)max);
+	else
+		max = (uint64_t)v << shift;
+	return max;
+}
+
 static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			  struct rx_packet *pkt)
 {
 	struct tfd_buffer *b;
 	unsigned int i, k = 0;
+	uint64_t bytes = ch->rx_bytes, max = w->n_newbufs ? rx_bytes_max() : 0;
 	int r;
 
 	if (pkt->nfds != w->n_fds)
@@ -457,6 +514,16 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			       w->n_fds, pkt->nfds);
 	if (ch->rx_bufs.count + w->n_newbufs > RX_BUFS_MAX)
 		return ch_fail(ch, -ENOBUFS, "peer wants more than %d buffers mapped", RX_BUFS_MAX);
+	/* checked before anything is mapped: the peer's sizes are its claims */
+	for (i = 0; i < w->n_newbufs; i++) {
+		if (wire_buf_is_cuda(w->newbufs[i].kind))
+			continue;
+		/* bytes > max: the limit was lowered since the peer's last buffers */
+		if (bytes > max || w->newbufs[i].size > max - bytes)
+			return ch_fail(ch, -ENOBUFS, "peer wants more than %llu bytes mapped "
+				       "(TENSORFD_PEER_MAX_BYTES)", (unsigned long long)max);
+		bytes += w->newbufs[i].size;
+	}
 	for (i = 0; i < w->n_newbufs; i++)
 		if (idmap_get(&ch->rx_bufs, w->newbufs[i].id))
 			return ch_fail(ch, -EBADMSG, "peer sent buffer %llu twice",
@@ -477,12 +544,13 @@ static int import_buffers(struct tfd_channel *ch, const struct wire_msg_info *w,
 			r = buffer_import(fd, w->newbufs[i].size, w->newbufs[i].kind, ch->err,
 					  sizeof(ch->err), &b);
 		if (r < 0) {
-			for (; k < pkt->nfds; k++)
-				close(pkt->fds[k]);
+			peerfd_close_many(pkt->fds + k, pkt->nfds - k);
 			pkt->nfds = 0;
 			return r;
 		}
 		idmap_put(&ch->rx_bufs, w->newbufs[i].id, b);
+		if (!buffer_is_gpu(b))
+			ch->rx_bytes += b->size;
 		if (fd >= 0)
 			ch->stats.fds_received++;
 	}
@@ -502,6 +570,9 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	r = wire_decode_msg(pkt->data, pkt->len, w, ch->err, sizeof(ch->err));
 	if (r < 0)
 		return r;
+	if (ch->rx_live_n + ch->rel_len >= RX_INFLIGHT_MAX)
+		return ch_fail(ch, -ENOBUFS, "peer has more than %d messages in flight "
+			       "(it does not read our releases)", RX_INFLIGHT_MAX);
 	r = import_buffers(ch, w, pkt);
 	if (r < 0)
 		return r;
@@ -546,6 +617,7 @@ static int handle_msg(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	if (ch->rx_live)
 		ch->rx_live->rx_prev = m;
 	ch->rx_live = m;
+	ch->rx_live_n++;
 	ch->stats.messages_received++;
 	*ret = m;
 	return 0;
@@ -593,6 +665,13 @@ static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_
 	if (!ch->peer_hello && type != WIRE_HELLO) {
 		r = ch_fail(ch, -EPROTO, "peer did not start with a hello");
 		goto out;
+	}
+	if (ch->send_only && (type == WIRE_MSG || type == WIRE_FORGET)) {
+		/* a publisher maps nothing for a subscriber and holds no message of its */
+		close_fds(pkt);
+		return channel_refuse(ch, EPROTO, type == WIRE_MSG ?
+				      "this end only sends: it takes no messages" :
+				      "this end only sends: it was sent no buffers to forget");
 	}
 	if (type != WIRE_MSG && pkt->nfds) {
 		r = ch_fail(ch, -EBADMSG, "control packet carries %u fds", pkt->nfds);
@@ -1009,26 +1088,77 @@ int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len)
 	return 0;
 }
 
-TFD_EXPORT int tfd_channel_connect(const char *path, struct tfd_channel **ret)
+/* Under a connect's wait: SO_SNDTIMEO bounds it (an AF_UNIX connect honours it). */
+static void set_send_timeout(int fd, uint64_t ns)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ns / 1000000000),
+			      .tv_usec = (suseconds_t)(ns % 1000000000 / 1000) };
+
+	if (ns && !tv.tv_sec && !tv.tv_usec)
+		tv.tv_usec = 1;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/*
+ * A connected SOCK_SEQPACKET socket (blocking, close-on-exec) for path, or
+ * a negative errno with a reason. A listener whose queue of pending
+ * connections is full is waited for, woken by the kernel as soon as it has
+ * room, until deadline (ns, CLOCK_MONOTONIC): deadline 0 tries once
+ * (-EAGAIN), UINT64_MAX waits as long as it takes; a deadline that passes
+ * is -ETIMEDOUT. Never longer: a publisher that stops accepting must not
+ * hang a subscriber past its timeout.
+ */
+int unix_connect(const char *path, uint64_t deadline)
 {
 	struct sockaddr_un sa;
 	socklen_t len;
+	uint64_t now;
 	int fd, r;
 
-	if (!ret)
-		return -EINVAL;
 	r = unix_address(path, &sa, &len);
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return tfd_fail(NULL, 0, -errno, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+	while (connect(fd, (struct sockaddr *)&sa, len) < 0) {
 		r = -errno;
-		close(fd);
-		return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
+		if (r == -EINTR)
+			continue;
+		now = tfd_now_ns();
+		if (r != -EAGAIN || now >= deadline) {
+			close(fd);
+			if (r == -EAGAIN)
+				r = deadline ? -ETIMEDOUT : -EAGAIN;
+			if (r == -EAGAIN || r == -ETIMEDOUT)
+				return tfd_fail(NULL, 0, r, "%s does not accept connections: its "
+						"queue of pending connections is full", path);
+			return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
+		}
+		/* wait for room: the same connect, blocking, bounded by the deadline */
+		set_send_timeout(fd, deadline == UINT64_MAX ? 0 : deadline - now);
+		fcntl(fd, F_SETFL, 0);
 	}
+	fcntl(fd, F_SETFL, 0);
+	set_send_timeout(fd, 0);
+	return fd;
+}
+
+int channel_connect(const char *path, uint64_t deadline, struct tfd_channel **ret)
+{
+	int fd = unix_connect(path, deadline);
+
+	if (fd < 0)
+		return fd;
 	return channel_new(fd, ret);
+}
+
+/* Documented to wait while the listener's queue is full: no deadline. */
+TFD_EXPORT int tfd_channel_connect(const char *path, struct tfd_channel **ret)
+{
+	if (!ret)
+		return -EINVAL;
+	return channel_connect(path, UINT64_MAX, ret);
 }
 
 TFD_EXPORT struct tfd_channel *tfd_channel_ref(struct tfd_channel *ch)
@@ -1177,4 +1307,21 @@ int channel_refuse(struct tfd_channel *ch, int error, const char *reason)
 size_t channel_queued(const struct tfd_channel *ch)
 {
 	return ch->rxq_len;
+}
+
+void channel_set_send_only(struct tfd_channel *ch)
+{
+	ch->send_only = true;
+}
+
+size_t channel_releases_owed(const struct tfd_channel *ch)
+{
+	return ch->rel_len;
+}
+
+/* A packet on a connection not yet a channel (an introspection request): no fds allowed. */
+ssize_t channel_recv_bare(struct tfd_channel *ch, void *buf, size_t cap, char *errbuf,
+			  size_t errlen)
+{
+	return peerfd_recv_bare(ch->sockfd, buf, cap, errbuf, errlen);
 }

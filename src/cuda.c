@@ -35,6 +35,7 @@
 
 #include "gpu.h"
 #include "internal.h"
+#include "peerfd.h"
 #include "wire.h"
 
 #ifdef HAVE_CUDA
@@ -525,7 +526,10 @@ static int import_mem(struct cuda_buf *c, uint32_t kind, int *fd, const struct w
 		r = cu.api.cuMemImportFromShareableHandle(&h, (void *)(uintptr_t)*fd,
 							  CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR);
 		/* the import does not own the fd; the mapping will keep the memory */
-		close(*fd);
+		if (r == CUDA_SUCCESS)
+			close(*fd);
+		else
+			peerfd_close(*fd);	/* not the driver's: whatever the peer sent */
 		*fd = -1;
 		if (r != CUDA_SUCCESS)
 			return cu_fail(errbuf, errlen, r, "importing the peer's GPU buffer fd");
@@ -617,7 +621,10 @@ int cuda_import(int fd, const struct wire_newbuf *nb, const struct wire_cudabuf 
 	*ret = b;
 	b = NULL;
 out:
-	if (fd >= 0)
+	/* refused: the fd is whatever the peer sent, and must not block us */
+	if (fd >= 0 && r < 0)
+		peerfd_close(fd);
+	else if (fd >= 0)
 		close(fd);
 	if (b)
 		buffer_free(b);
@@ -746,7 +753,7 @@ int cuda_import(int fd, const struct wire_newbuf *nb, const struct wire_cudabuf 
 		size_t errlen, struct tfd_buffer **ret)
 {
 	if (fd >= 0)
-		close(fd);
+		peerfd_close(fd);
 	return tfd_fail(errbuf, errlen, -EOPNOTSUPP, "the peer sent a GPU buffer: " NO_CUDA);
 }
 

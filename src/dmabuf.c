@@ -26,6 +26,7 @@
 #endif
 
 #include "internal.h"
+#include "peerfd.h"
 
 #ifndef DMA_BUF_MAGIC
 #define DMA_BUF_MAGIC 0x444d4142	/* "DMAB", the dma-buf pseudo filesystem */
@@ -47,11 +48,38 @@ static uint64_t round_page(uint64_t size)
  * dma-buf pseudo filesystem whatever its exporter, so its magic says what
  * the fd is; the exporter fixed the size at export and lseek reports it.
  */
+/*
+ * Whether fd is a dma-buf, asking no filesystem driver: fstatfs() of a
+ * FUSE file waits for its daemon, which a peer may run, while a file's
+ * /proc fdinfo is written by the kernel alone and only a dma-buf's has an
+ * exp_name line (Linux 5.4). 1: a dma-buf, 0: not one, < 0: cannot tell.
+ */
+static int fdinfo_is_dmabuf(int fd)
+{
+	char path[64], buf[1024];
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return -errno;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	return strstr(buf, "\nexp_name:") != NULL;
+}
+
 static int dmabuf_check(int fd, uint64_t *size, char *errbuf, size_t errlen)
 {
 	struct statfs sfs;
 	off_t end;
 
+	if (fdinfo_is_dmabuf(fd) == 0)
+		return tfd_fail(errbuf, errlen, -EBADFD,
+				"fd is not a dma-buf (no exp_name in its fdinfo)");
 	if (fstatfs(fd, &sfs) < 0)
 		return tfd_fail(errbuf, errlen, -EBADFD, "fstatfs of a dma-buf fd: %s",
 				strerror(errno));
@@ -116,7 +144,7 @@ int dmabuf_import(int fd, uint64_t size, char *errbuf, size_t errlen, struct tfd
 	}
 	return dmabuf_make(fd, MAP_FAILED, size, false, TFD_DMABUF_EXTERNAL, errbuf, errlen, ret);
 fail:
-	close(fd);
+	peerfd_close(fd);
 	return r;
 }
 

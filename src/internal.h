@@ -124,6 +124,14 @@ int channel_refuse(struct tfd_channel *ch, int error, const char *reason);
 int channel_dead(const struct tfd_channel *ch);
 int channel_peer_refused(const struct tfd_channel *ch);
 int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len);
+int unix_connect(const char *path, uint64_t deadline);
+int channel_connect(const char *path, uint64_t deadline, struct tfd_channel **ret);
+/* This end only sends messages: the peer may only release them (a publisher's end). */
+void channel_set_send_only(struct tfd_channel *ch);
+ssize_t channel_recv_bare(struct tfd_channel *ch, void *buf, size_t cap, char *errbuf,
+			  size_t errlen);
+/* For tests: releases owed to the peer and not yet sent. */
+size_t channel_releases_owed(const struct tfd_channel *ch);
 
 /* --- id map (idmap.c): uint64 key to pointer, open addressing --- */
 

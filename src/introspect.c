@@ -15,55 +15,28 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "peerfd.h"
 #include "wire.h"
 
-#define QUERY_CMSG_FDS 16
-
-static void close_cmsg_fds(struct msghdr *mh)
-{
-	struct cmsghdr *c;
-	size_t i, n;
-	int fd;
-
-	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < n; i++) {
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			close(fd);
-		}
-	}
-}
-
-/* One packet: its length, 0 at the end of the stream, or a negative errno. */
+/*
+ * One packet: its length, 0 at the end of the stream, or a negative errno.
+ * Nothing in this conversation carries fds: any that come are closed
+ * without letting the publisher block us, and end it (-EBADMSG).
+ */
 static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * QUERY_CMSG_FDS)] __attribute__((aligned(8)));
-	struct iovec iov = { .iov_base = buf, .iov_len = cap };
-	struct msghdr mh;
+	char err[256];
 	struct pollfd pfd;
 	uint64_t now;
 	ssize_t n;
 	int ms;
 
 	for (;;) {
-		mh = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
-				      .msg_controllen = sizeof(cbuf) };
-		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n >= 0) {
-			bool had_fds = mh.msg_controllen > 0;
-
-			close_cmsg_fds(&mh);
-			if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || had_fds)
-				return tfd_fail(NULL, 0, -EBADMSG,
-						"publisher sent an oversized packet or fds");
+		n = peerfd_recv_bare(fd, buf, cap, err, sizeof(err));
+		if (n == -EBADMSG)
+			return tfd_fail(NULL, 0, -EBADMSG, "the publisher sent: %s", err);
+		if (n != -EAGAIN)
 			return n;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return -errno;
 		now = tfd_now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -74,7 +47,8 @@ static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 	}
 }
 
-static int connect_topic(const char *topic, const char *path)
+/* A full listener queue is waited for until the query's deadline. */
+static int connect_topic(const char *topic, const char *path, uint64_t deadline)
 {
 	struct sockaddr_un sa;
 	socklen_t len;
@@ -86,17 +60,12 @@ static int connect_topic(const char *topic, const char *path)
 		return pathfd == -ENOENT ? tfd_fail(NULL, 0, -ENOENT, "no topic %s (no socket %s)",
 						    topic, path)
 					 : pathfd;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		r = -errno;
-		close(pathfd);
-		return tfd_fail(NULL, 0, r, "socket: %s", strerror(-r));
-	}
-	r = connect(fd, (struct sockaddr *)&sa, len) == 0 ? 0 : -errno;
+	/* the same address, with the query's deadline for a full listener queue */
+	fd = unix_connect(sa.sun_path, deadline);
 	close(pathfd);
-	if (r == 0)
+	if (fd >= 0)
 		return fd;
-	close(fd);
+	r = fd;
 	switch (r) {
 	case -ENOENT:
 		return tfd_fail(NULL, 0, r, "no topic %s (no socket %s)", topic, path);
@@ -107,8 +76,9 @@ static int connect_topic(const char *topic, const char *path)
 	case -EPERM:
 		return tfd_fail(NULL, 0, -EACCES, "permission denied on %s", path);
 	case -EAGAIN:
-		return tfd_fail(NULL, 0, r, "the publisher of %s does not accept connections now",
-				topic);
+	case -ETIMEDOUT:
+		return tfd_fail(NULL, 0, r, "the publisher of %s does not accept connections now "
+				"(its queue of pending connections is full)", topic);
 	default:
 		return tfd_fail(NULL, 0, r, "connecting to %s: %s", path, strerror(-r));
 	}
@@ -241,7 +211,7 @@ TFD_EXPORT int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_top
 	r = tfd_topic_path(topic, path, sizeof(path));
 	if (r < 0)
 		return r;
-	fd = connect_topic(topic, path);
+	fd = connect_topic(topic, path, deadline);
 	if (fd < 0)
 		return fd;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len);

@@ -18,8 +18,10 @@
 
 #include "internal.h"
 #include "notify.h"
+#include "peerfd.h"
 
-#define CMSG_BYTES CMSG_SPACE(sizeof(int) * NOTIFY_MAX_FDS)
+/* room for every fd the kernel lets a peer attach: none is dropped in our task */
+#define CMSG_BYTES CMSG_SPACE(sizeof(int) * PEER_CMSG_FDS)
 
 struct rx_slot {
 	struct msghdr mh;
@@ -56,7 +58,7 @@ void notify_collect_fds(struct msghdr *mh, struct rx_packet *pkt)
 			if (pkt->nfds < NOTIFY_MAX_FDS) {
 				pkt->fds[pkt->nfds++] = fd;
 			} else {
-				close(fd);
+				peerfd_close(fd);
 				pkt->msg_flags |= MSG_CTRUNC;
 			}
 		}
@@ -228,8 +230,8 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	u->cur ^= 1;
 	r = uring_arm(n);
 	if (r < 0) {
-		while (pkt->nfds)
-			close(pkt->fds[--pkt->nfds]);
+		peerfd_close_many(pkt->fds, pkt->nfds);
+		pkt->nfds = 0;
 		return r;
 	}
 	return 1;
@@ -278,8 +280,7 @@ static void uring_close(struct notify *n)
 				u->armed = false;
 				if (cqe->res > 0) {
 					packet_from_slot(&u->slot[cqe->user_data - 1], cqe->res, &pkt);
-					while (pkt.nfds)
-						close(pkt.fds[--pkt.nfds]);
+					peerfd_close_many(pkt.fds, pkt.nfds);
 				}
 			}
 			io_uring_cqe_seen(&u->ring, cqe);

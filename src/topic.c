@@ -321,6 +321,8 @@ static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 		return 0;
 	}
 	p->ch = ch;
+	/* a subscriber only releases: a message or a forget from it is refused */
+	channel_set_send_only(ch);
 	p->info.pid = uc.pid;
 	p->info.uid = uc.uid;
 	p->info.gid = uc.gid;
@@ -350,6 +352,10 @@ static enum first first_packet(struct tfd_channel *ch)
 	struct wire_hdr h;
 	ssize_t n;
 
+	/*
+	 * A peek without control room drops no fd for good: the packet keeps
+	 * its own reference, and the receive that takes it has room for all.
+	 */
 	n = recv(channel_sockfd(ch), &h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return FIRST_NONE;
@@ -403,9 +409,6 @@ static void introspect(struct tfd_publisher *pub, struct tfd_channel *ch)
 	struct ucred uc = { .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	struct wire_info_request req;
 	char in[sizeof(req)], err[256], reason[160];
-	struct iovec iov = { .iov_base = in, .iov_len = sizeof(in) };
-	/* no room for control data: fds sent along are closed by the kernel */
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct tfd_subscriber_info si;
 	socklen_t len = sizeof(uc);
 	struct wire_info_sub *sub;
@@ -414,12 +417,11 @@ static void introspect(struct tfd_publisher *pub, struct tfd_channel *ch)
 	ssize_t n;
 	int r;
 
-	n = recvmsg(channel_sockfd(ch), &mh, MSG_DONTWAIT);
-	if (n < 0)
+	/* fds sent along are a protocol error, closed where they cannot block us */
+	n = channel_recv_bare(ch, in, sizeof(in), err, sizeof(err));
+	if (n < 0 && n != -EBADMSG)
 		goto out;
-	r = wire_check_header(in, (size_t)n, err, sizeof(err));
-	if (r >= 0 && (mh.msg_flags & MSG_TRUNC))
-		r = tfd_fail(err, sizeof(err), -EBADMSG, "oversized info request");
+	r = n < 0 ? (int)n : wire_check_header(in, (size_t)n, err, sizeof(err));
 	if (r >= 0)
 		r = wire_decode_info_request(in, (size_t)n, &req, err, sizeof(err));
 	if (r < 0) {
@@ -1207,7 +1209,8 @@ static int sub_attach(struct tfd_subscriber *sub)
 			sub->refused = -EACCES;
 		return fd;
 	}
-	r = tfd_channel_connect(via.sun_path, &ch);
+	/* never waits: a full listener queue is tried again, within recv's timeout */
+	r = channel_connect(via.sun_path, 0, &ch);
 	close(fd);
 	if (r < 0)
 		return r;

@@ -15,6 +15,8 @@
 #include <sys/vfs.h>
 
 #include "internal.h"
+#include "linger.h"
+#include "peerfd.h"
 #include "tap.h"
 #include "wire.h"
 
@@ -141,6 +143,11 @@ struct forge {
 	bool prelude;		/* a valid message announcing BUF_ID goes first */
 	bool trailer;		/* a valid message with a new fd follows */
 	bool hang_up;		/* the attacker closes its end instead of sending */
+	bool timed;		/* an fd whose close blocks: the victim must not wait for it */
+	bool reaped;		/* ... and only closing it on another thread helps */
+	bool send_only;		/* the victim is a publisher's end: it takes only releases */
+	const char *env_limit;	/* TENSORFD_PEER_MAX_BYTES for this case */
+	int keep[2];		/* what keeps that close blocked (linger.h) */
 	int expect;		/* nonzero: this machine's answer differs from the table's */
 	const char *reason;	/* where set: the reason, word for word */
 	const char *skip;	/* why this machine cannot run the case */
@@ -175,6 +182,7 @@ static void forge_add(struct forge *f, uint64_t id, int fd)
 static void forge_init(struct forge *f, uint64_t id)
 {
 	memset(f, 0, offsetof(struct forge, pkt));
+	f->keep[0] = f->keep[1] = -1;
 	wire_hdr_init(&f->hello.h, WIRE_HELLO, sizeof(f->hello));
 	f->hello.max_packet = WIRE_MAX_PACKET;
 	f->hello.pid = (uint64_t)getpid();
@@ -478,6 +486,34 @@ static void dmabuf_as_memfd(struct forge *f)
 	forge_set_dmabuf(f, BUF_SIZE);
 }
 
+/* Mapped bytes per peer: 64 GiB by default. Sparse memfds cost nothing here. */
+#define GIB		(1ull << 30)
+#define BYTES_LIMIT	"peer wants more than 68719476736 bytes mapped (TENSORFD_PEER_MAX_BYTES)"
+
+static void bytes_over_limit(struct forge *f)
+{
+	forge_set_fd(f, 0, memfd_of(65 * GIB, SEALED));
+	f->nb[0].size = 65 * GIB;
+	f->reason = BYTES_LIMIT;
+}
+
+static void bytes_over_limit_in_two(struct forge *f)
+{
+	bytes_over_limit(f);
+	f->nb[0].size = 40 * GIB;
+	forge_add(f, BUF_ID + 1, memfd_of(40 * GIB, SEALED));
+	f->nb[1].size = 40 * GIB;
+}
+
+/* The limit is the environment's when set (read at each import): 1 MiB here. */
+static void bytes_over_env_limit(struct forge *f)
+{
+	forge_set_fd(f, 0, memfd_of(2 << 20, SEALED));
+	f->nb[0].size = 2 << 20;
+	f->env_limit = "1M";
+	f->reason = "peer wants more than 1048576 bytes mapped (TENSORFD_PEER_MAX_BYTES)";
+}
+
 static void kind_unknown(struct forge *f)
 {
 	f->nb[0].kind = 3;
@@ -762,6 +798,72 @@ static void forget_unknown(struct forge *f)
 	forge_close_fds(f);
 }
 
+/*
+ * Fds whose close() blocks for LINGER_S seconds, wherever the protocol has
+ * them or has none: the victim's call returns at once all the same.
+ */
+static void fd_lingering(struct forge *f)
+{
+	forge_set_fd(f, 0, lingering_socket(f->keep));
+	f->timed = true;
+}
+
+static void fd_nested_lingering(struct forge *f)
+{
+	forge_set_fd(f, 0, nested_lingering_socket(f->keep));
+	f->timed = true;
+	f->reaped = true;
+}
+
+static void release_with_lingering(struct forge *f)
+{
+	release_with_fd(f);
+	fd_lingering(f);
+}
+
+static void forget_with_lingering(struct forge *f)
+{
+	const uint64_t id = BUF_ID;
+
+	f->len = (long)put_ids(f->pkt, WIRE_FORGET, &id, 1, 0);
+	fd_lingering(f);
+}
+
+static void hello_with_lingering(struct forge *f)
+{
+	memcpy(f->pkt, &f->hello, sizeof(f->hello));
+	f->len = sizeof(f->hello);
+	f->no_hello = true;
+	fd_lingering(f);
+}
+
+static void info_request_with_lingering(struct forge *f)
+{
+	struct wire_info_request w = { .max_subscribers = 1 };
+
+	wire_hdr_init(&w.h, WIRE_INFO_REQUEST, sizeof(w));
+	memcpy(f->pkt, &w, sizeof(w));
+	f->len = sizeof(w);
+	fd_lingering(f);
+}
+
+/* A publisher's end takes releases only: a valid MSG or FORGET is refused. */
+static void msg_to_send_only(struct forge *f)
+{
+	f->send_only = true;
+	f->reason = "refused the peer: this end only sends: it takes no messages";
+}
+
+static void forget_to_send_only(struct forge *f)
+{
+	const uint64_t id = BUF_ID;
+
+	f->len = (long)put_ids(f->pkt, WIRE_FORGET, &id, 1, 0);
+	forge_close_fds(f);
+	f->send_only = true;
+	f->reason = "refused the peer: this end only sends: it was sent no buffers to forget";
+}
+
 static void hang_up(struct forge *f)
 {
 	f->hang_up = true;
@@ -788,6 +890,11 @@ static const struct rx_case rx_cases[] = {
 	{ "a dma-buf smaller than announced", -EOVERFLOW, dmabuf_small },
 	{ "a dma-buf announced as a memfd", -EBADFD, dmabuf_as_memfd },
 	{ "a buffer of unknown kind 3", -EBADMSG, kind_unknown },
+	/* bytes mapped */
+	{ "a sealed 65 GiB memfd: over the 64 GiB a peer may have mapped", -ENOBUFS,
+	  bytes_over_limit },
+	{ "two sealed 40 GiB memfds in one message", -ENOBUFS, bytes_over_limit_in_two },
+	{ "a 2 MiB memfd under TENSORFD_PEER_MAX_BYTES=1M", -ENOBUFS, bytes_over_env_limit },
 	/* how many fds */
 	{ "more fds than announced", -EBADMSG, fds_more },
 	{ "fewer fds than announced", -EBADMSG, fds_fewer },
@@ -839,12 +946,25 @@ static const struct rx_case rx_cases[] = {
 	{ "a RELEASE carrying an fd", -EBADMSG, release_with_fd },
 	{ "a FORGET of a buffer never sent", -EBADMSG, forget_unknown },
 	{ "a peer that hangs up", -ECONNRESET, hang_up },
+	/* to a publisher's end */
+	{ "a valid MSG to an end that only sends", -EPROTO, msg_to_send_only },
+	{ "a FORGET to an end that only sends", -EPROTO, forget_to_send_only },
+	/* fds whose close blocks (linger.h) */
+	{ "a lingering TCP socket as a buffer", -EBADFD, fd_lingering },
+	{ "a Unix socket holding a lingering TCP socket as a buffer", -EBADFD,
+	  fd_nested_lingering },
+	{ "a RELEASE carrying a lingering TCP socket", -EBADMSG, release_with_lingering },
+	{ "a FORGET carrying a lingering TCP socket", -EBADMSG, forget_with_lingering },
+	{ "a HELLO carrying a lingering TCP socket", -EBADMSG, hello_with_lingering },
+	{ "an INFO_REQUEST carrying a lingering TCP socket", -EBADMSG,
+	  info_request_with_lingering },
 };
 
 static void rx_attack(const struct rx_case *c)
 {
 	static struct forge f;
 	struct tfd_message *m = NULL;
+	uint64_t t0;
 	struct duel d;
 	int r;
 
@@ -853,6 +973,7 @@ static void rx_attack(const struct rx_case *c)
 	c->mutate(&f);
 	if (f.skip) {
 		skip("%s: %s", c->what, f.skip);
+		lingering_end(f.keep);
 		forge_close_fds(&f);
 		tfd_channel_unref(d.ch);
 		close(d.sock);
@@ -860,6 +981,10 @@ static void rx_attack(const struct rx_case *c)
 	}
 	if (f.len < 0)
 		forge_layout(&f);
+	if (f.send_only)
+		channel_set_send_only(d.ch);
+	if (f.env_limit)
+		setenv("TENSORFD_PEER_MAX_BYTES", f.env_limit, 1);
 	if (!f.no_hello)
 		attacker_hello(&d, &f.hello);
 	if (f.prelude) {
@@ -877,8 +1002,29 @@ static void rx_attack(const struct rx_case *c)
 	}
 	if (f.trailer)
 		attacker_send_good(&d, BUF_ID + 1);
+	t0 = now_ms();
 	r = tfd_channel_recv(d.ch, 1000, &m);
+	t0 = now_ms() - t0;
 	tfd_message_unref(m);
+	unsetenv("TENSORFD_PEER_MAX_BYTES");
+	if (f.timed) {
+		/* a generous bound: a blocked close would take LINGER_S seconds */
+		if (f.reaped && under_valgrind())
+			/* valgrind runs one thread at a time and keeps its lock through close() */
+			skip("%s: the reaper cannot help under valgrind (recv took %llu ms)",
+			     c->what, (unsigned long long)t0);
+		else
+			ok(t0 < PROMPT_MS,
+			   "%s: recv(1000 ms) returns in %llu ms, not after the %d s linger",
+			   c->what, (unsigned long long)t0, LINGER_S);
+		lingering_end(f.keep);
+		/* the reaper may still be in that close: the next case starts without it */
+		t0 = now_ms();
+		while (peerfd_outstanding() && now_ms() - t0 < 2 * LINGER_S * 1000)
+			usleep(1000);
+		ok(!peerfd_outstanding(), "%s: the reaper is done once the peer lets go (%llu ms)",
+		   c->what, (unsigned long long)(now_ms() - t0));
+	}
 	verdict(&d, c->what, f.expect ? f.expect : c->expect, f.reason, r);
 }
 
@@ -1016,6 +1162,89 @@ static void tx_attack(const struct tx_case *c)
 	verdict(&d, c->what, c->expect, NULL, r);
 }
 
+/* --- a sender that never reads our releases ------------------------------- */
+
+#define HOARD_MAX	200000	/* messages the attacker tries; the bound is 65536 */
+
+/*
+ * The attacker sends one buffer, then messages naming it as fast as the
+ * victim takes them, and never reads a release: the victim's releases
+ * fill the attacker's socket and the rest wait in the victim. What the
+ * victim owes must stay bounded: the channel ends with -ENOBUFS once the
+ * peer has too many messages in flight, instead of remembering all.
+ */
+static void release_hoarder(void)
+{
+	static struct forge f;
+	struct tfd_message *m;
+	struct duel d;
+	size_t owed, peak = 0;
+	uint64_t seq;
+	int r = 0, s;
+
+	duel_open(&d, true);
+	attacker_send_good(&d, BUF_ID);
+	forge_init(&f, BUF_ID);
+	forge_close_fds(&f);
+	f.m.n_newbufs = 0;
+	forge_layout(&f);
+	for (seq = 2; seq < HOARD_MAX && r == 0;) {
+		memcpy(f.pkt + offsetof(struct wire_msg, seq), &seq, sizeof(seq));
+		s = send_pkt(d.sock, f.pkt, (size_t)f.len, NULL, 0, MSG_DONTWAIT);
+		if (s == 0)
+			seq++;
+		else if (s != -EAGAIN)
+			break;
+		/* the victim takes what arrived and drops it at once */
+		while ((r = tfd_channel_recv(d.ch, 0, &m)) == 0)
+			tfd_message_unref(m);
+		if (r == -EAGAIN)
+			r = 0;
+		owed = channel_releases_owed(d.ch);
+		if (owed > peak)
+			peak = owed;
+	}
+	diag("hoarder: %llu messages sent, the victim owed at most %zu releases",
+	     (unsigned long long)seq - 1, peak);
+	ok(peak <= 65536, "what the victim owes stays bounded (%zu releases, bound 65536)", peak);
+	verdict(&d, "a sender that never reads releases", -ENOBUFS,
+		"peer has more than 65536 messages in flight (it does not read our releases)", r);
+}
+
+/*
+ * The limit counts what is mapped now: a buffer the peer forgot no longer
+ * counts, and 40 GiB, forgotten, then 40 GiB more are taken.
+ */
+static void bytes_after_forget(void)
+{
+	static struct forge f;
+	struct tfd_message *m = NULL;
+	const uint64_t id = BUF_ID;
+	char pkt[64];
+	struct duel d;
+	int r, i;
+
+	duel_open(&d, true);
+	for (i = 0; i < 2; i++) {
+		forge_init(&f, BUF_ID + (uint64_t)i);
+		forge_set_fd(&f, 0, memfd_of(40 * GIB, SEALED));
+		f.nb[0].size = 40 * GIB;
+		forge_layout(&f);
+		attacker_send_forge(&d, &f);
+		if (i == 0)
+			attacker_send(&d, pkt, put_ids(pkt, WIRE_FORGET, &id, 1, 0), NULL, 0);
+		r = tfd_channel_recv(d.ch, 1000, &m);
+		ok(r == 0, "40 GiB mapped, %s: taken (%s)", i ? "forgotten, then 40 GiB more" :
+		   "the first time", r ? tfd_channel_strerror(d.ch) : "ok");
+		m = tfd_message_unref(m);
+	}
+	tfd_channel_unref(d.ch);
+	close(d.sock);
+	ok(count_fds() == d.fds0 && count_maps() == d.maps0,
+	   "40 GiB twice: nothing left (fds %d/%d, maps %d/%d)", count_fds(), d.fds0,
+	   count_maps(), d.maps0);
+}
+
 /* --- what the attacker cannot do to a buffer it was sent ------------------ */
 
 static void owner_seals(void)
@@ -1135,6 +1364,8 @@ int main(void)
 		rx_attack(&rx_cases[i]);
 	for (i = 0; i < (int)ARRAY_SIZE(tx_cases); i++)
 		tx_attack(&tx_cases[i]);
+	release_hoarder();
+	bytes_after_forget();
 	owner_seals();
 	good_peers("after the attacks");
 	ok(count_fds() == fds0, "no fd leaked overall");

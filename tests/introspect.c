@@ -4,9 +4,10 @@
  * state, the asker is not counted as a subscriber, a real subscriber keeps
  * its messages, access control applies, the errors for a missing topic, a
  * stale socket and a refusal are the documented ones, and hostile askers
- * (silent, not reading, malformed, sending fds) leave the publisher
- * serving with the fds it had.
+ * (silent, not reading, malformed, sending fds, even an fd whose close
+ * blocks) leave the publisher serving with the fds it had.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -14,6 +15,7 @@
 #include <sys/un.h>
 
 #include "internal.h"
+#include "linger.h"
 #include "tap.h"
 #include "wire.h"
 
@@ -157,7 +159,8 @@ static int raw_connect(void)
 	return fd;
 }
 
-static void request(int fd, uint32_t flags, size_t len, bool with_fd)
+/* A request; bait >= 0 goes along (SCM_RIGHTS) and is closed. */
+static void request(int fd, uint32_t flags, size_t len, int bait)
 {
 	char buf[1024] = { 0 };
 	struct wire_info_request *req = (struct wire_info_request *)buf;
@@ -165,13 +168,12 @@ static void request(int fd, uint32_t flags, size_t len, bool with_fd)
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 	struct cmsghdr *c;
-	int memfd = -1;
+	int memfd = bait;
 
 	wire_hdr_init(&req->h, WIRE_INFO_REQUEST, (uint32_t)len);
 	req->flags = flags;
 	req->max_subscribers = 100;
-	if (with_fd) {
-		memfd = memfd_create("bait", MFD_CLOEXEC);
+	if (bait >= 0) {
 		mh.msg_control = cbuf;
 		mh.msg_controllen = sizeof(cbuf);
 		c = CMSG_FIRSTHDR(&mh);
@@ -297,6 +299,7 @@ static void hostile(void)
 {
 	struct tfd_topic_info *info;
 	int fds[PENDING_HOSTILE_N], quiet, junk, big, bait, flags, i, before, after, r;
+	int lingerer, lingering, keep[2];
 	struct child ch;
 
 	ch = spawn(0);
@@ -306,29 +309,44 @@ static void hostile(void)
 		fds[i] = raw_connect();
 	/* a request, then never read */
 	quiet = raw_connect();
-	request(quiet, 0, sizeof(struct wire_info_request), false);
+	request(quiet, 0, sizeof(struct wire_info_request), -1);
 	flags = raw_connect();
-	request(flags, 0x80, sizeof(struct wire_info_request), false);
+	request(flags, 0x80, sizeof(struct wire_info_request), -1);
 	big = raw_connect();
-	request(big, 0, 1000, false);
+	request(big, 0, 1000, -1);
 	bait = raw_connect();
-	request(bait, 0, sizeof(struct wire_info_request), true);
+	request(bait, 0, sizeof(struct wire_info_request), memfd_create("bait", MFD_CLOEXEC));
+	/* the publisher holds its last reference: closing it would take LINGER_S */
+	lingerer = raw_connect();
+	lingering = lingering_socket(keep);
+	if (lingering >= 0)
+		request(lingerer, 0, sizeof(struct wire_info_request), lingering);
 	junk = raw_connect();
 	if (send(junk, "\x54\x46\x44\x31\x06\x00", 6, MSG_NOSIGNAL) < 0)
 		diag("send: %s", strerror(errno));
-	r = tfd_topic_query(TOPIC, 3000, &info);
+	r = tfd_topic_query(TOPIC, PROMPT_MS, &info);
 	ok(r == 0, "a query among hostile askers is answered (%s)", r ? tfd_last_error() : "ok");
 	if (r == 0)
 		tfd_topic_info_free(info);
 	ok(answer_type(flags) == WIRE_REFUSE, "a request with unknown flags is refused");
 	ok(answer_type(big) == WIRE_REFUSE, "an oversized request is refused");
-	ok(answer_type(bait) == WIRE_INFO, "a request carrying an fd is answered");
+	ok(answer_type(bait) == WIRE_REFUSE, "a request carrying an fd is refused (fds where "
+	   "the protocol has none)");
+	if (lingering >= 0)
+		ok(answer_type(lingerer) == WIRE_REFUSE,
+		   "a request carrying a lingering TCP socket is refused, and the query above "
+		   "was answered within %d ms all the same (the linger is %d s)", PROMPT_MS,
+		   LINGER_S);
+	else
+		skip("no loopback TCP here for a lingering socket");
+	lingering_end(keep);
 	for (i = 0; i < PENDING_HOSTILE_N; i++)
 		close(fds[i]);
 	close(quiet);
 	close(flags);
 	close(big);
 	close(bait);
+	close(lingerer);
 	close(junk);
 	/* silent ones never become subscribers: closed after a second, or at their EOF */
 	info = query_until(0);
@@ -347,6 +365,88 @@ static void hostile(void)
 	ok(before > 0 && after == before, "publisher has as many fds as before (%d, %d)", before,
 	   after);
 	ok(stop(&ch) == 0, "publisher exits cleanly");
+}
+
+/* Send one packet with fd attached (fd < 0: none). */
+static int send_with_fd(int sock, const void *data, size_t len, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] __attribute__((aligned(8))) = { 0 };
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+
+	if (fd >= 0) {
+		mh.msg_control = cbuf;
+		mh.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/*
+ * A lying publisher: its answer carries a socket whose close blocks for
+ * LINGER_S seconds. The asker refuses the answer (-EBADMSG) and returns
+ * at once; the child keeps the socket blocked until the asker is done.
+ */
+static void lying_publisher(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct tfd_topic_info *info = NULL;
+	int l, ctl[2], st, r = 0, fds0 = count_fds();
+	uint64_t t = 0;
+	pid_t pid;
+	char c;
+
+	tfd_topic_path("intro/liar", sa.sun_path, sizeof(sa.sun_path));
+	l = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 4) < 0 ||
+	    pipe2(ctl, O_CLOEXEC) < 0) {
+		ok(0, "a lying publisher's socket: %s", strerror(errno));
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		struct wire_hello h = { .max_packet = WIRE_MAX_PACKET };
+		struct wire_info w = { .n_subscribers = 0 };
+		char buf[1024];
+		int keep[2], s, conn = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+
+		close(ctl[1]);
+		wire_hdr_init(&h.h, WIRE_HELLO, sizeof(h));
+		wire_hdr_init(&w.h, WIRE_INFO, sizeof(w));
+		s = lingering_socket(keep);
+		if (conn < 0 || recv(conn, buf, sizeof(buf), 0) <= 0 ||
+		    send_with_fd(conn, &h, sizeof(h), -1) < 0 ||
+		    send_with_fd(conn, &w, sizeof(w), s) < 0)
+			_exit(s < 0 ? 2 : 1);
+		close(s);
+		/* until the asker is done: then the reset ends any blocked close */
+		if (read(ctl[0], &c, 1) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	close(ctl[0]);
+	t = now_ms();
+	r = tfd_topic_query("intro/liar", PROMPT_MS, &info);
+	t = now_ms() - t;
+	close(ctl[1]);
+	st = wait_child(pid);
+	close(l);
+	unlink(sa.sun_path);
+	if (st == 2) {
+		skip("no loopback TCP here for a lingering socket");
+		return;
+	}
+	ok(st == 0, "the lying publisher ran");
+	ok(r == -EBADMSG, "an answer carrying an fd: -EBADMSG (%s)", tfd_last_error());
+	ok(t < PROMPT_MS, "the asker returned in %llu ms, not after the %d s linger",
+	   (unsigned long long)t, LINGER_S);
+	tfd_topic_info_free(info);
+	ok(count_fds() == fds0, "the asker kept no fd of the lying publisher");
 }
 
 /* An answered query is an event: dispatch returns for it instead of waiting on. */
@@ -385,6 +485,7 @@ int main(void)
 	basics();
 	errors(dir);
 	hostile();
+	lying_publisher();
 	dispatch_counts_it();
 	ok(count_fds() == fds, "no fd leaked in the asker");
 	rm_tree(dir);
