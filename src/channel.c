@@ -1309,6 +1309,12 @@ size_t channel_queued(const struct tfd_channel *ch)
 	return ch->rxq_len;
 }
 
+/* Received messages the application holds: alive, and no longer queued here. */
+size_t channel_held(const struct tfd_channel *ch)
+{
+	return ch->rx_live_n - ch->rxq_len;
+}
+
 void channel_set_send_only(struct tfd_channel *ch)
 {
 	ch->send_only = true;

@@ -118,6 +118,7 @@ size_t channel_in_flight(const struct tfd_channel *ch);
 uint64_t channel_oldest_in_flight(const struct tfd_channel *ch);
 void channel_for_each_in_flight(const struct tfd_channel *ch,
 				void (*fn)(struct tfd_buffer *b, void *ctx), void *ctx);
+size_t channel_held(const struct tfd_channel *ch);
 size_t channel_queued(const struct tfd_channel *ch);
 int channel_sockfd(const struct tfd_channel *ch);
 int channel_refuse(struct tfd_channel *ch, int error, const char *reason);
@@ -159,6 +160,7 @@ void idmap_free(struct idmap *m);
 /* --- topics (runtime.c) --- */
 int topic_check(const char *topic);
 const char *topic_name(const char *topic);
+void topic_absent_hint(const char *topic, char *buf, size_t len);
 
 /* How a walk to a topic's socket trusts the tree (topic_place_open). */
 enum {

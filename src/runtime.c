@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -381,4 +382,63 @@ int topic_socket_open(const char *topic, unsigned int how, char *err, size_t err
 out:
 	close(p.dirfd);
 	return r;
+}
+
+/*
+ * Why a topic has no socket, for a subscriber's wait to say: the path it
+ * looked at, the topics that do live beside it (a misspelt name), and
+ * another runtime directory where the topic lives (a publisher of another
+ * user, or with another TENSORFD_RUNTIME_DIR). Best effort: only what this
+ * process may see.
+ */
+void topic_absent_hint(const char *topic, char *buf, size_t len)
+{
+	char path[PATH_MAX], dir[PATH_MAX], other[PATH_MAX];
+	static const char *const bases[] = { "/run/user", "/tmp" };
+	const char *slash;
+	struct dirent *e;
+	struct stat st;
+	size_t n, shown = 0;
+	DIR *d;
+
+	if (tfd_topic_path(topic, path, sizeof(path)) < 0) {
+		snprintf(buf, len, "%s", tfd_last_error());
+		return;
+	}
+	n = (size_t)snprintf(buf, len, "no socket at %s", path);
+	/* neighbours: the .sock files in the topic's own directory */
+	slash = strrchr(path, '/');
+	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	d = opendir(dir);
+	while (d && (e = readdir(d)) && n < len && shown < 4) {
+		size_t l = strlen(e->d_name);
+
+		if (l <= 5 || strcmp(e->d_name + l - 5, ".sock"))
+			continue;
+		n += (size_t)snprintf(buf + n, len - n, "%s%.*s", shown ? ", " : "; topics there: ",
+				      (int)(l - 5), e->d_name);
+		shown++;
+	}
+	if (d)
+		closedir(d);
+	/* the same topic in other users' runtime directories */
+	for (size_t b = 0; b < 2 && n < len; b++) {
+		d = opendir(bases[b]);
+		while (d && (e = readdir(d)) && n < len) {
+			if (e->d_name[0] == '.' ||
+			    (b == 1 && strncmp(e->d_name, "tensorfd-", 9)))
+				continue;
+			snprintf(other, sizeof(other), b == 0 ? "%s/%s/tensorfd/%s.sock" : "%s/%s/%s.sock",
+				 bases[b], e->d_name, topic);
+			if (strncmp(other, dir, strlen(dir)) == 0 && other[strlen(dir)] == '/')
+				continue;	/* our own directory */
+			if (lstat(other, &st) == 0 && S_ISSOCK(st.st_mode))
+				n += (size_t)snprintf(buf + n, len - n,
+						      "; %s has one (uid %u): another runtime "
+						      "directory (TENSORFD_RUNTIME_DIR, tfd_runtime_dir(3))",
+						      other, st.st_uid);
+		}
+		if (d)
+			closedir(d);
+	}
 }

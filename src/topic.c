@@ -106,6 +106,11 @@ struct tfd_subscriber {
 	struct io_uring *wait_ring;
 	struct tfd_subscriber_stats stats;
 	char err[256];
+	/* why a wait ends empty (tfd_subscriber_recv's -ETIMEDOUT says it) */
+	int why_err;		/* the last attach's failure; 0 once attached */
+	char why[512];		/* its reason */
+	uint64_t gone_ns;	/* when the publisher went, 0: never attached */
+	pid_t pub_pid;		/* the publisher attached to (SO_PEERCRED) */
 };
 
 static int pub_fail(struct tfd_publisher *pub, int err, const char *what)
@@ -1180,7 +1185,53 @@ static void sub_detach(struct tfd_subscriber *sub)
 	/* messages already received stay valid: they hold their own mappings */
 	sub->ch = tfd_channel_unref(sub->ch);
 	sub->stats.connected = false;
+	sub->gone_ns = tfd_now_ns();
 	timer_arm(sub, true);
+}
+
+static pid_t sock_peer_pid(int fd)
+{
+	struct ucred uc = { 0 };
+	socklen_t len = sizeof(uc);
+
+	return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ? 0 : uc.pid;
+}
+
+/*
+ * A wait that ends with nothing says why, as precisely as the subscriber
+ * knows: it holds every message the publisher will send it unreleased;
+ * the publisher is there and quiet; it went away; there is no socket (and
+ * what is there instead); or the last attach failed for a reason of its own.
+ */
+static int sub_empty(struct tfd_subscriber *sub, int r, int timeout_ms)
+{
+	size_t held;
+
+	if (sub->ch) {
+		held = channel_held(sub->ch);
+		if (held)
+			return tfd_fail(sub->err, sizeof(sub->err), r,
+					"no message of %s within %d ms: this subscriber holds %zu "
+					"unreleased messages of it, and its publisher (pid %d) sends "
+					"no more than its queue depth (16 by default) unreleased: "
+					"release them (tfd_message_unref; in Python, let go of the "
+					"message and its tensors, or .clone() what you keep)",
+					sub->topic, timeout_ms, held, (int)sub->pub_pid);
+		return tfd_fail(sub->err, sizeof(sub->err), r,
+				"no message of %s within %d ms: its publisher (pid %d) is attached "
+				"and published nothing for this subscriber", sub->topic, timeout_ms,
+				(int)sub->pub_pid);
+	}
+	if (sub->gone_ns && sub->why_err == -ENOENT)
+		return tfd_fail(sub->err, sizeof(sub->err), r,
+				"publisher of %s (pid %d) gone %.1f s ago; waiting for a new one: %s",
+				sub->topic, (int)sub->pub_pid,
+				(double)(tfd_now_ns() - sub->gone_ns) / 1e9, sub->why);
+	if (sub->why_err == -ENOENT || !sub->why_err)
+		return tfd_fail(sub->err, sizeof(sub->err), r, "no publisher of %s: %s",
+				sub->topic, sub->why_err ? sub->why : "not attached yet");
+	return tfd_fail(sub->err, sizeof(sub->err), r, "publisher of %s not reached: %s",
+			sub->topic, sub->why);
 }
 
 static int sub_attach(struct tfd_subscriber *sub)
@@ -1204,6 +1255,12 @@ static int sub_attach(struct tfd_subscriber *sub)
 	if (fd < 0) {
 		if (fd != -ENOENT)
 			snprintf(sub->err, sizeof(sub->err), "%s", err);
+		/* the hint looks around the directory: once per change of cause */
+		if (fd == -ENOENT && sub->why_err != -ENOENT)
+			topic_absent_hint(sub->topic, sub->why, sizeof(sub->why));
+		else if (fd != -ENOENT)
+			snprintf(sub->why, sizeof(sub->why), "%s", err);
+		sub->why_err = fd;
 		/* a socket of another user: as final as SO_PEERCRED's answer below */
 		if (foreign)
 			sub->refused = -EACCES;
@@ -1212,8 +1269,11 @@ static int sub_attach(struct tfd_subscriber *sub)
 	/* never waits: a full listener queue is tried again, within recv's timeout */
 	r = channel_connect(via.sun_path, 0, &ch);
 	close(fd);
-	if (r < 0)
+	if (r < 0) {
+		sub->why_err = r;
+		snprintf(sub->why, sizeof(sub->why), "%s", tfd_last_error());
 		return r;
+	}
 	if (sub->flags & TFD_SUBSCRIBER_SAME_USER) {
 		struct ucred uc = { .uid = (uid_t)-1 };
 		socklen_t len = sizeof(uc);
@@ -1236,6 +1296,8 @@ static int sub_attach(struct tfd_subscriber *sub)
 		return fd < 0 ? fd : -errno;
 	}
 	sub->ch = ch;
+	sub->why_err = 0;
+	sub->pub_pid = sock_peer_pid(channel_sockfd(ch));
 	sub->stats.connected = true;
 	sub->stats.attaches++;
 	/* a new publisher counts from 1 again */
@@ -1365,7 +1427,9 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 				*ret = m;
 				return 0;
 			}
-			if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
+			if (r == -ETIMEDOUT)
+				return sub_empty(sub, r, timeout_ms);
+			if (r == -EAGAIN || r == -EINTR)
 				return r;
 			snprintf(sub->err, sizeof(sub->err), "%s", tfd_channel_strerror(sub->ch));
 			/*
@@ -1388,7 +1452,7 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 		if (timeout_ms == 0)
 			return -EAGAIN;
 		if (wait_slice(deadline, -1) == 0)
-			return -ETIMEDOUT;
+			return sub_empty(sub, -ETIMEDOUT, timeout_ms);
 		pfd = (struct pollfd){ .fd = sub->timerfd, .events = POLLIN };
 		if (poll(&pfd, 1, wait_slice(deadline, ATTACH_RETRY_MS)) < 0 && errno == EINTR)
 			return -EINTR;

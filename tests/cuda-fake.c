@@ -639,14 +639,15 @@ static void topic_p(struct tfd_channel *ch)
 	} while (!st.subscribers && now_ms() < end);
 	CHECK(tfd_cuda_buffer_new(0, 8192, 0, &buf) == 0, "buffer");
 	api()->cuMemsetD8((CUdeviceptr)tfd_cuda_buffer_ptr(buf), 0x19, 8192);
-	tfd_message_new(&m);
-	tfd_message_add_tensor(m, "frame", buf, &l);
+	/* a message per publish, the same GPU buffer in each */
 	for (i = 0; i < 3; i++) {
+		tfd_message_new(&m);
+		tfd_message_add_tensor(m, "frame", buf, &l);
 		tfd_message_cuda_record(m, NULL);
 		r = tfd_publisher_publish(pub, m);
 		CHECK(r == 0, "publish: %d %s", r, tfd_publisher_strerror(pub));
+		tfd_message_unref(m);
 	}
-	tfd_message_unref(m);
 	tfd_buffer_unref(buf);
 	end = now_ms() + 5000;
 	do {

@@ -68,14 +68,12 @@ restart shows there (and as a jump in msg.seq).
                 else:
                     left = deadline - loop.time()
                     if left <= 0:
-                        raise TimeoutError("no message within the timeout")
+                        # the library's reason: no publisher, gone, held messages...
+                        return self.recv(timeout=0)
                     try:
                         await _asyncio.wait_for(ready, left)
                     except _asyncio.TimeoutError:
-                        msg = self.try_recv()
-                        if msg is not None:
-                            return msg
-                        raise TimeoutError("no message within the timeout") from None
+                        return self.recv(timeout=0)
             finally:
                 loop.remove_reader(fd)
 

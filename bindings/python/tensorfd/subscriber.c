@@ -69,6 +69,24 @@ static PyObject *recv_now(SubscriberObject *self)
 	return raise_errno(r, tfd_subscriber_strerror(self->sub));
 }
 
+/*
+ * The deadline passed: one last receive with a timeout of its own (1 ms),
+ * so that an empty one ends with the library's reason for it (no
+ * publisher, gone, held messages, ...) rather than a bare timeout.
+ */
+static PyObject *recv_last(SubscriberObject *self)
+{
+	struct tfd_message *m;
+	int r;
+
+	Py_BEGIN_ALLOW_THREADS
+	r = tfd_subscriber_recv(self->sub, 1, &m);
+	Py_END_ALLOW_THREADS
+	if (r == 0)
+		return message_wrap(m, self->kind, self->writable);
+	return raise_errno(r, tfd_subscriber_strerror(self->sub));
+}
+
 PyDoc_STRVAR(subscriber_recv_doc,
 "recv(timeout=None) -> Message\n\n"
 "The next message, waiting up to timeout seconds (None: without limit);\n"
@@ -96,13 +114,8 @@ static PyObject *subscriber_recv(SubscriberObject *self, PyObject *args, PyObjec
 		w = wait_readable(tfd_subscriber_get_fd(self->sub), deadline);
 		if (w < 0 || sub_check(self) < 0)
 			return NULL;
-		if (w == 0) {
-			m = recv_now(self);
-			if (m != Py_None)
-				return m;
-			Py_DECREF(m);
-			return raise_errno(-ETIMEDOUT, "no message within the timeout");
-		}
+		if (w == 0)
+			return recv_last(self);
 	}
 }
 

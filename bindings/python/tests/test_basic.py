@@ -560,3 +560,36 @@ def test_metadata_c_python_c(topic):
             pub.dispatch(0.01)
         out = c_sub.communicate(timeout=30)[0]
     assert c_sub.returncode == 0, out
+
+
+def test_timeouts_say_why(topic):
+    """A receive that times out says why: no publisher (and what is there),
+    or this subscriber holding every message its publisher will send it."""
+    with tensorfd.Subscriber(topic + "-nobody") as sub:
+        with pytest.raises(TimeoutError, match="no publisher of .*no socket at"):
+            sub.recv(timeout=0.05)
+
+        async def wait():
+            await sub.recv_async(timeout=0.05)
+
+        with pytest.raises(TimeoutError, match="no publisher of"):
+            asyncio.run(wait())
+    from conftest import wait_subscribers
+
+    with tensorfd.Publisher(topic) as pub, tensorfd.Subscriber(topic) as sub:
+        wait_subscribers(pub, 1)
+        held = []
+        for i in range(40):
+            pub.send(i=i, x=np.zeros(4, dtype=np.float32))
+            pub.dispatch(0)
+            msg = sub.try_recv()
+            if msg is not None:
+                held.append(msg)
+        while len(held) < 16:
+            pub.dispatch(0.01)
+            msg = sub.try_recv()
+            if msg is not None:
+                held.append(msg)
+        with pytest.raises(TimeoutError, match="holds 16 unreleased messages"):
+            sub.recv(timeout=0.05)
+        del held, msg
