@@ -26,31 +26,30 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Loan, fill, send: the frame's pages are the ones subscribers map. */
 static int publish_frame(struct tfd_publisher *pub, uint64_t frame)
 {
 	const int64_t shape[2] = { 480, 640 };
-	struct tfd_message *msg = NULL;
-	struct tfd_buffer *buf;
-	struct tfd_layout layout;
+	struct tfd_message *msg;
 	float *px;
 	int r, i, tries = 100;
 
 	/* -ENOBUFS: subscribers still hold every pool buffer; take releases in, retry */
-	while ((r = tfd_publisher_loan_tensor(pub, (struct tfd_dtype){ TFD_FLOAT, 32, 1 }, 2,
-					      shape, &buf, &layout)) == -ENOBUFS && tries--)
+	while ((r = tfd_publisher_loan_message(pub, "image", (struct tfd_dtype){ TFD_FLOAT, 32, 1 },
+					       2, shape, &msg)) == -ENOBUFS && tries--)
 		tfd_publisher_dispatch(pub, 10);
 	if (r < 0)
 		return r;
-	px = tfd_buffer_data(buf);
+	px = tfd_message_data(msg, 0);
 	for (i = 0; i < 480 * 640; i++)
 		px[i] = (float)((i / 640 + i % 640 + frame) % 256);
-	if ((r = tfd_message_new(&msg)) == 0 &&
-	    (r = tfd_message_add_tensor(msg, "image", buf, &layout)) == 0 &&
-	    (r = tfd_message_set_user_data(msg, &frame, sizeof(frame))) == 0)
-		r = tfd_publisher_publish(pub, msg);
-	tfd_message_unref(msg);	/* the publisher keeps what it needs */
-	tfd_buffer_unref(buf);	/* back to the pool once every subscriber released it */
-	return r;
+	r = tfd_message_set_int(msg, "frame", (int64_t)frame);
+	if (r < 0) {
+		tfd_message_unref(msg);
+		return r;
+	}
+	/* publishes and lets go of msg; its buffer returns to the pool once released */
+	return tfd_publisher_send(pub, msg);
 }
 
 int main(int argc, char **argv)
@@ -88,11 +87,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* the publisher has no thread: dispatch accepts subscribers and takes releases in */
-	end = now_ms() + 10000;
-	do {
-		tfd_publisher_dispatch(pub, 10);
-		tfd_publisher_get_stats(pub, &st);
-	} while (st.subscribers < (uint64_t)want && now_ms() < end);
+	if (want > 0 && tfd_publisher_wait_subscribers(pub, (unsigned int)want, 10000) < 0)
+		fprintf(stderr, "%s; publishing anyway\n", tfd_publisher_strerror(pub));
 
 	for (f = 0, next = now_ms(); f < frames && r >= 0; f++) {
 		r = publish_frame(pub, (uint64_t)f);

@@ -227,6 +227,11 @@ int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_dtype dtype,
 			      struct tfd_layout *layout);
 int tfd_publisher_publish(struct tfd_publisher *pub, struct tfd_message *msg);
 int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms);
+int tfd_publisher_loan_message(struct tfd_publisher *pub, const char *name,
+			       struct tfd_dtype dtype, int ndim, const int64_t *shape,
+			       struct tfd_message **ret);
+int tfd_publisher_send(struct tfd_publisher *pub, struct tfd_message *msg);
+int tfd_publisher_wait_subscribers(struct tfd_publisher *pub, unsigned int n, int timeout_ms);
 int tfd_publisher_get_fd(const struct tfd_publisher *pub);
 int tfd_publisher_get_stats(const struct tfd_publisher *pub, struct tfd_publisher_stats *stats);
 int tfd_publisher_get_subscriber(const struct tfd_publisher *pub, unsigned int index,

@@ -938,16 +938,14 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	return 0;
 }
 
-TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_dtype dtype,
-					 int ndim, const int64_t *shape, struct tfd_buffer **buf,
-					 struct tfd_layout *layout)
+/* A pool buffer laid out for one dense tensor. */
+static int loan_layout(struct tfd_publisher *pub, struct tfd_dtype dtype, int ndim,
+		       const int64_t *shape, struct tfd_buffer **buf, struct tfd_layout *layout)
 {
 	struct tfd_layout l;
 	uint64_t n;
 	int r;
 
-	if (!pub || !buf || !layout)
-		return -EINVAL;
 	r = tfd_layout_init(&l, dtype, ndim, shape);
 	if (r < 0)
 		return pub_fail(pub, r, "layout");
@@ -959,6 +957,80 @@ TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_d
 		return r;
 	*layout = l;
 	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_loan_tensor(struct tfd_publisher *pub, struct tfd_dtype dtype,
+					 int ndim, const int64_t *shape, struct tfd_buffer **buf,
+					 struct tfd_layout *layout)
+{
+	if (!pub || !buf || !layout)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_loan_tensor");
+	return loan_layout(pub, dtype, ndim, shape, buf, layout);
+}
+
+TFD_EXPORT int tfd_publisher_loan_message(struct tfd_publisher *pub, const char *name,
+					  struct tfd_dtype dtype, int ndim, const int64_t *shape,
+					  struct tfd_message **ret)
+{
+	struct tfd_message *m = NULL;
+	struct tfd_buffer *b;
+	struct tfd_layout l;
+	int r;
+
+	if (!pub || !ret)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_loan_message");
+	r = loan_layout(pub, dtype, ndim, shape, &b, &l);
+	if (r < 0)
+		return r;
+	r = tfd_message_new(&m);
+	if (r == 0)
+		r = tfd_message_add_tensor(m, name, b, &l);
+	/* the message holds the buffer now; the pool takes it back after the last release */
+	tfd_buffer_unref(b);
+	if (r < 0) {
+		tfd_message_unref(m);
+		return pub_fail(pub, r, "loan_message");
+	}
+	*ret = m;
+	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_send(struct tfd_publisher *pub, struct tfd_message *msg)
+{
+	int r;
+
+	if (!pub || !msg)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_send");
+	r = tfd_publisher_publish(pub, msg);
+	tfd_message_unref(msg);
+	return r;
+}
+
+TFD_EXPORT int tfd_publisher_wait_subscribers(struct tfd_publisher *pub, unsigned int n,
+					      int timeout_ms)
+{
+	uint64_t deadline, now;
+	int r;
+
+	if (!pub || timeout_ms < -1)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_wait_subscribers");
+	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	for (;;) {
+		r = pub_process(pub, true);
+		if (r < 0)
+			return r;
+		if (pub->n_peers >= n)
+			return 0;
+		now = tfd_now_ns();
+		if (now >= deadline)
+			return tfd_fail(pub->err, sizeof(pub->err), -ETIMEDOUT,
+					"%zu of %u subscribers of %s attached within %d ms",
+					pub->n_peers, n, pub->topic, timeout_ms);
+		r = pub_wait(pub, deadline == UINT64_MAX ? -1 :
+				  (int)((deadline - now + 999999) / 1000000));
+		if (r < 0)
+			return r;
+	}
 }
 
 /* Travels as it is: a pool buffer, or a dma-buf (device memory is never copied). */

@@ -84,6 +84,28 @@ rc_is 2 "tensorfd-pub --dtype f7 is a usage error" "$T/tensorfd-pub" --dtype f7 
 rc_is 2 "tensorfd-pub --shape 3,-1 is a usage error" "$T/tensorfd-pub" --shape 3,-1 t
 rc_is 2 "tensorfd-echo ../x (bad topic name) is a usage error" "$T/tensorfd-echo" ../x
 
+# --- typed metadata and a capture time (tests/meta-peer publishes one latched message) ---
+if [ -x "$builddir/tests/meta-peer" ]; then
+	bg "$builddir/tests/meta-peer" pub meta/peer
+	wait_socket meta/peer
+	rc_is 0 "tensorfd-echo of a message with typed metadata" "$T/tensorfd-echo" --once meta/peer
+	grep -q '^  frame: -7$' "$dir/out" && grep -q '^  frame_id: "cam/' "$dir/out" &&
+		grep -q '^  keyframe: true$' "$dir/out" && grep -q '^  calib: <3 bytes: 000102>$' "$dir/out" &&
+		grep -q '^  none: null$' "$dir/out" && grep -q '^  exposure_s: 0.0125$' "$dir/out"
+	ok $? "prints each metadata value by type"
+	grep -q "^  capture time 1234.567890123 age " "$dir/out"
+	ok $? "prints the capture time and its age"
+	! grep -q "user_data" "$dir/out"
+	ok $? "and no raw user_data line for it"
+	# it exits once a subscriber came, taking its socket with it
+	wait "$last"
+else
+	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
+	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
+	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
+	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
+fi
+
 # --- nothing there ---
 rc_is 0 "tensorfd-ls in an empty runtime directory" "$T/tensorfd-ls" --json
 grep -q '"topics": \[' "$dir/out"
@@ -113,6 +135,8 @@ grep -q "^  data: f32 shape \[3, 4\] strides \[4, 1\] cpu:0 48 bytes$" "$dir/out
 ok $? "prints the tensor's name, dtype, shape, strides, device, size"
 grep -q "^    min 0 max 11 mean 5.5 nan 0$" "$dir/out"
 ok $? "prints min, max, mean, NaN count"
+grep -q "^    \[0, 1, 2, 3, 4, 5, 6, 7, \.\.\.\]$" "$dir/out"
+ok $? "prints the first values of the tensor"
 rc_is 0 "tensorfd-echo --count 3" "$T/tensorfd-echo" --count 3 cam/front
 [ "$(grep -c '^seq' "$dir/out")" -eq 3 ]
 ok $? "prints exactly 3 messages"

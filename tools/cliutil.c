@@ -345,6 +345,33 @@ void tensor_stats(const struct tfd_layout *l, const void *data, struct tensor_st
 		st->sum *= (double)times;
 	}
 }
+struct values_arg {
+	struct tfd_dtype d;
+	double *v;
+	size_t n;
+};
+
+static void value_one(const unsigned char *p, void *arg)
+{
+	struct values_arg *a = arg;
+
+	element(a->d, p, &a->v[a->n++]);
+}
+
+size_t tensor_values(const struct tfd_layout *l, const void *data, double *v, size_t max)
+{
+	struct values_arg a = { l->dtype, v, 0 };
+	unsigned char zero[16] = { 0 };
+	uint64_t lo, hi;
+	double x;
+
+	if (!data || !element(l->dtype, zero, &x) || tfd_layout_span(l, &lo, &hi) < 0)
+		return 0;
+	/* the first max elements in index order: never more than were asked for */
+	for_each(l, data, max, false, value_one, &a);
+	return a.n;
+}
+
 uint64_t tensor_bytes(const struct tfd_layout *l)
 {
 	uint64_t n = 0;

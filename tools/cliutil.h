@@ -64,6 +64,9 @@ struct tensor_stats {
  */
 void tensor_stats(const struct tfd_layout *l, const void *data, struct tensor_stats *st);
 
+/* The first max elements of a host tensor in index order, as doubles; 0 if not numeric. */
+size_t tensor_values(const struct tfd_layout *l, const void *data, double *v, size_t max);
+
 /* Bytes of a tensor's elements (contiguous size); 0 on overflow. */
 uint64_t tensor_bytes(const struct tfd_layout *l);
 /* Copy a (maybe strided) tensor to dst as a C-contiguous array. */

@@ -36,6 +36,84 @@ static void print_dims(const char *label, const int64_t *v, int n)
 	printf("]");
 }
 
+/* A string, printable: quotes and control bytes escaped, at most 80 bytes shown. */
+static void print_string(const char *s, bool quoted)
+{
+	size_t i;
+
+	if (quoted)
+		putchar('"');
+	for (i = 0; s[i] && i < 80; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+	printf("%s%s", s[i] ? "..." : "", quoted ? "\"" : "");
+}
+
+/* The first few elements of a host tensor, as ros2 topic echo shows a message. */
+static void print_values(const struct tfd_layout *l, const void *data)
+{
+	double v[9];
+	size_t n = tensor_values(l, data, v, 9), i;
+
+	if (!n)
+		return;
+	printf("    [");
+	for (i = 0; i < n && i < 8; i++)
+		printf("%s%.6g", i ? ", " : "", v[i]);
+	printf("%s]\n", n > 8 ? ", ..." : "");
+}
+
+/* The typed metadata, one "key: value" a line, and the capture time's age. */
+static void describe_meta(const struct tfd_message *m, uint64_t now)
+{
+	uint64_t cap = tfd_message_capture_time(m);
+	int n = tfd_message_meta_count(m), i, type;
+	const char *key, *s;
+	const void *b;
+	size_t len, k;
+	int64_t iv;
+	double f;
+	bool t;
+
+	if (cap)
+		printf("  capture time %llu.%09llu age %.3f ms\n", (unsigned long long)(cap / 1000000000),
+		       (unsigned long long)(cap % 1000000000), now > cap ? (now - cap) / 1e6 : 0.0);
+	if (n < 0) {
+		printf("  metadata: malformed (%s)\n", tfd_last_error());
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		type = tfd_message_meta_key(m, (unsigned int)i, &key);
+		printf("  ");
+		print_string(key, false);
+		printf(": ");
+		if (type == TFD_META_NULL)
+			printf("null");
+		else if (type == TFD_META_BOOL && tfd_message_get_bool(m, key, &t) == 0)
+			printf(t ? "true" : "false");
+		else if (type == TFD_META_INT && tfd_message_get_int(m, key, &iv) == 0)
+			printf("%lld", (long long)iv);
+		else if (type == TFD_META_FLOAT && tfd_message_get_float(m, key, &f) == 0)
+			printf("%.10g", f);
+		else if (type == TFD_META_STRING && tfd_message_get_string(m, key, &s) == 0)
+			print_string(s, true);
+		else if (type == TFD_META_BYTES && tfd_message_get_bytes(m, key, &b, &len) == 0) {
+			printf("<%zu bytes", len);
+			for (k = 0; k < len && k < 16; k++)
+				printf("%s%02x", k ? "" : ": ", ((const unsigned char *)b)[k]);
+			printf(len > 16 ? "...>" : ">");
+		}
+		printf("\n");
+	}
+}
+
 static void describe(const struct tfd_message *m, bool stats)
 {
 	uint64_t ts = tfd_message_timestamp(m), now = now_ns();
@@ -48,9 +126,10 @@ static void describe(const struct tfd_message *m, bool stats)
 	printf("seq %llu timestamp %llu.%09llu latency %.3f ms tensors %d", (unsigned long long)tfd_message_seq(m),
 	       (unsigned long long)(ts / 1000000000), (unsigned long long)(ts % 1000000000),
 	       now > ts ? (now - ts) / 1e6 : 0.0, n);
-	if (ulen)
+	if (ulen && tfd_message_meta_count(m) == 0 && !tfd_message_capture_time(m))
 		printf(" user_data %zu bytes", ulen);
 	printf("\n");
+	describe_meta(m, now);
 	for (i = 0; i < n; i++) {
 		const struct tfd_layout *l = tfd_message_layout(m, (unsigned int)i);
 		struct tensor_stats st;
@@ -62,6 +141,7 @@ static void describe(const struct tfd_message *m, bool stats)
 		printf(" %s %llu bytes%s\n", device_name(l->device, b, sizeof(b)),
 		       (unsigned long long)tensor_bytes(l),
 		       tfd_message_copied(m, (unsigned int)i) ? " (copied)" : "");
+		print_values(l, tfd_message_data(m, (unsigned int)i));
 		if (!stats)
 			continue;
 		tensor_stats(l, tfd_buffer_data(tfd_message_buffer(m, (unsigned int)i)), &st);

@@ -496,6 +496,44 @@ static PyObject *publisher_dispatch(PublisherObject *self, PyObject *args, PyObj
 	}
 }
 
+PyDoc_STRVAR(publisher_wait_subscribers_doc,
+"wait_subscribers(n=1, timeout=None) -> None\n\n"
+"Serve the publisher (as dispatch() does) until at least n subscribers are\n"
+"attached; TimeoutError, saying how many came, after timeout seconds\n"
+"(None: no limit). The GIL is released while it waits.");
+
+static PyObject *publisher_wait_subscribers(PublisherObject *self, PyObject *args, PyObject *kw)
+{
+	static char *kwlist[] = { "n", "timeout", NULL };
+	PyObject *to = NULL;
+	unsigned int n = 1;
+	uint64_t deadline;
+	int ms, r, w;
+
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|IO", kwlist, &n, &to) ||
+	    pub_check(self) < 0 || parse_timeout(to, &ms) < 0)
+		return NULL;
+	deadline = ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)ms;
+	for (;;) {
+		/* a look without waiting; the waits below release the GIL */
+		r = tfd_publisher_wait_subscribers(self->pub, n, 0);
+		if (r == 0)
+			Py_RETURN_NONE;
+		if (r != -ETIMEDOUT)
+			return raise_errno(r, tfd_publisher_strerror(self->pub));
+		w = wait_readable(tfd_publisher_get_fd(self->pub),
+				  deadline < now_ms() + 100 ? deadline : now_ms() + 100);
+		if (w < 0 || pub_check(self) < 0)
+			return NULL;
+		if (now_ms() >= deadline) {
+			r = tfd_publisher_wait_subscribers(self->pub, n, 0);
+			if (r == 0)
+				Py_RETURN_NONE;
+			return raise_errno(r, tfd_publisher_strerror(self->pub));
+		}
+	}
+}
+
 PyDoc_STRVAR(publisher_stats_doc,
 "stats() -> dict\n\n"
 "The publisher's counters after taking in pending events: published,\n"
@@ -574,6 +612,8 @@ static PyMethodDef publisher_methods[] = {
 	  publisher_send_doc },
 	{ "dispatch", (PyCFunction)(void (*)(void))publisher_dispatch,
 	  METH_VARARGS | METH_KEYWORDS, publisher_dispatch_doc },
+	{ "wait_subscribers", (PyCFunction)(void (*)(void))publisher_wait_subscribers,
+	  METH_VARARGS | METH_KEYWORDS, publisher_wait_subscribers_doc },
 	{ "stats", (PyCFunction)publisher_stats, METH_NOARGS, publisher_stats_doc },
 	{ "subscribers", (PyCFunction)publisher_subscribers, METH_NOARGS,
 	  "subscribers() -> list of dict (pid, uid, gid, queued, in_flight, delivered, dropped)" },

@@ -45,10 +45,4 @@ def topic(request):
 
 def wait_subscribers(pub, n, timeout=20.0):
     """Let pub take in attachments until n subscribers are there."""
-    import time
-
-    end = time.monotonic() + timeout
-    while pub.stats()["subscribers"] < n:
-        if time.monotonic() > end:
-            raise TimeoutError(f"only {pub.stats()['subscribers']} of {n} subscribers attached")
-        pub.dispatch(0.05)
+    pub.wait_subscribers(n, timeout=timeout)

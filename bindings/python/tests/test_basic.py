@@ -593,3 +593,16 @@ def test_timeouts_say_why(topic):
         with pytest.raises(TimeoutError, match="holds 16 unreleased messages"):
             sub.recv(timeout=0.05)
         del held, msg
+
+
+def test_wait_subscribers(topic):
+    """wait_subscribers() serves the publisher until n are there, and says
+    how many came when they do not."""
+    with tensorfd.Publisher(topic) as pub:
+        with pytest.raises(TimeoutError, match="0 of 1 subscribers"):
+            pub.wait_subscribers(1, timeout=0.05)
+        with tensorfd.Subscriber(topic) as sub:
+            pub.wait_subscribers(1, timeout=10)
+            assert pub.stats()["subscribers"] == 1
+            pub.send(x=np.ones(3))
+            assert sub.recv(timeout=5)["x"].tolist() == [1.0, 1.0, 1.0]
