@@ -231,6 +231,8 @@ int tfd_publisher_loan_message(struct tfd_publisher *pub, const char *name,
 			       struct tfd_dtype dtype, int ndim, const int64_t *shape,
 			       struct tfd_message **ret);
 int tfd_publisher_send(struct tfd_publisher *pub, struct tfd_message *msg);
+int tfd_publisher_add_copy(struct tfd_publisher *pub, struct tfd_message *msg, const char *name,
+			   const void *data, const struct tfd_layout *layout);
 int tfd_publisher_wait_subscribers(struct tfd_publisher *pub, unsigned int n, int timeout_ms);
 int tfd_publisher_get_fd(const struct tfd_publisher *pub);
 int tfd_publisher_get_stats(const struct tfd_publisher *pub, struct tfd_publisher_stats *stats);

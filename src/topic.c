@@ -995,6 +995,45 @@ TFD_EXPORT int tfd_publisher_loan_message(struct tfd_publisher *pub, const char 
 	return 0;
 }
 
+TFD_EXPORT int tfd_publisher_add_copy(struct tfd_publisher *pub, struct tfd_message *msg,
+				      const char *name, const void *data,
+				      const struct tfd_layout *layout)
+{
+	struct tfd_buffer *b;
+	struct tfd_layout l;
+	uint64_t lo, hi;
+	int r;
+
+	if (!pub || !msg || !data || !layout)
+		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_add_copy");
+	r = message_check_mutable(msg);
+	if (r < 0)
+		return r;
+	if (layout->device.type != TFD_DEVICE_CPU)
+		return tfd_fail(NULL, 0, -EINVAL, "tensor '%s': only host memory is copied",
+				name ? name : "");
+	if (pub->flags & TFD_PUBLISHER_ZERO_COPY)
+		return tfd_fail(pub->err, sizeof(pub->err), -EXDEV,
+				"tensor '%s': the publisher requires zero-copy", name ? name : "");
+	/* the bytes the tensor reaches from data, strides kept */
+	r = tfd_layout_span(layout, &lo, &hi);
+	if (r < 0)
+		return r;
+	r = tfd_publisher_loan(pub, hi > lo ? hi - lo : 1, &b);
+	if (r < 0)
+		return r;
+	memcpy(b->map, (const char *)data + lo, hi - lo);
+	l = *layout;
+	l.byte_offset -= lo;
+	r = tfd_message_add_tensor(msg, name, b, &l);
+	tfd_buffer_unref(b);
+	if (r < 0)
+		return r;
+	msg->t[msg->n - 1].flags |= TENSOR_COPIED;
+	pub->stats.copied_tensors++;
+	return 0;
+}
+
 TFD_EXPORT int tfd_publisher_send(struct tfd_publisher *pub, struct tfd_message *msg)
 {
 	int r;
@@ -1118,6 +1157,9 @@ static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct t
 		if (passes_through(pub, msg->t[i].buf)) {
 			name_dmabuf(pub, msg->t[i].buf, msg->t[i].name);
 			r = tfd_message_add_tensor(out, msg->t[i].name, msg->t[i].buf, &l);
+			/* a copy made by tfd_publisher_add_copy() says so at the receiver */
+			if (r >= 0)
+				out->t[out->n - 1].flags |= msg->t[i].flags & TENSOR_COPIED;
 			continue;
 		}
 		r = tfd_layout_span(&l, &lo, &hi);

@@ -609,6 +609,16 @@ static void short_path(void)
 	px = m ? tfd_message_data(m, 0) : NULL;
 	for (i = 0; px && i < 32; i++)
 		px[i] = (float)i;
+	{
+		/* and one from the caller's memory, which the library copies and flags */
+		static const float mine[4] = { 1, 2, 3, 4 };
+		const int64_t four = 4;
+		struct tfd_layout cl;
+
+		tfd_layout_init(&cl, (struct tfd_dtype){ TFD_FLOAT, 32, 1 }, 1, &four);
+		ok(m && tfd_publisher_add_copy(pub, m, "mine", mine, &cl) == 0,
+		   "a tensor in the caller's memory, copied into the pool by the library");
+	}
 	ok(m && tfd_publisher_send(pub, m) == 0, "sent in one call, which lets go of it");
 	for (i = 0, r = -ETIMEDOUT; i < 200 && r == -ETIMEDOUT; i++) {
 		tfd_publisher_dispatch(pub, 0);
@@ -618,6 +628,9 @@ static void short_path(void)
 	px = r == 0 ? tfd_message_data(got, 0) : NULL;
 	ok(l && l->ndim == 2 && l->shape[1] == 8 && !tfd_message_copied(got, 0) && px[31] == 31.0f,
 	   "the subscriber gets it, zero-copy, as filled");
+	px = r == 0 ? tfd_message_data(got, 1) : NULL;
+	ok(r == 0 && tfd_message_copied(got, 1) && px && px[3] == 4.0f,
+	   "and the caller's tensor flagged as copied at the receiver");
 	tfd_message_unref(got);
 	for (i = 0; i < 100; i++) {
 		tfd_publisher_dispatch(pub, 10);
@@ -625,7 +638,7 @@ static void short_path(void)
 		if (!st.pool_buffers_busy)
 			break;
 	}
-	ok(st.pool_buffers_busy == 0 && st.published == 1,
+	ok(st.pool_buffers_busy == 0 && st.published == 1 && st.copied_tensors == 1,
 	   "and its buffer is back in the pool once released (%llu busy)",
 	   (unsigned long long)st.pool_buffers_busy);
 	ok(tfd_publisher_loan_message(pub, "bad name", (struct tfd_dtype){ TFD_FLOAT, 32, 1 }, 2,

@@ -400,9 +400,9 @@ static PyMethodDef message_methods[] = {
 	{ "tensors", (PyCFunction)message_tensor_names, METH_NOARGS,
 	  "Names of the tensors." },
 	{ "copied", (PyCFunction)message_copied, METH_O,
-	  "copied(name): whether the library copied the tensor into the pool on the way "
-	  "(tfd_message_copied(3)); copies the Python binding made are counted in the "
-	  "publisher's stats()." },
+	  "copied(name): whether the publisher copied the tensor into its pool on the way "
+	  "(tfd_message_copied(3)): True for any tensor sent that was not in memory from "
+	  "Publisher.empty()." },
 	{ "close", (PyCFunction)message_close, METH_NOARGS,
 	  "Drop the message; tensors taken from it keep their memory (and the loan) "
 	  "until they die." },

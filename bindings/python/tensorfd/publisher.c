@@ -15,7 +15,6 @@ typedef struct {
 	LoanObject **loans;	/* live loans, to recognise their tensors on send */
 	size_t n_loans, cap_loans;
 	bool zero_copy;
-	uint64_t copied;	/* tensors this binding copied into the pool */
 } PublisherObject;
 
 struct LoanObject {
@@ -304,7 +303,6 @@ static int attach(PublisherObject *self, struct tfd_message *msg, const char *na
 		  const struct src_tensor *src)
 {
 	struct tfd_layout l = { .dtype = src->dtype, .ndim = src->ndim };
-	struct tfd_buffer *b;
 	LoanObject *loan;
 	char *lo, *hi;
 	bool empty;
@@ -326,26 +324,23 @@ static int attach(PublisherObject *self, struct tfd_message *msg, const char *na
 				    "publisher was made with zero_copy=True");
 		return -1;
 	}
-	r = tfd_publisher_loan(self->pub, empty ? 1 : (uint64_t)(hi - lo), &b);
-	if (r < 0) {
-		raise_tfd(r);
-		return -1;
-	}
+	/* the library copies the span into a pool loan and flags the tensor copied,
+	 * so the receiver's msg.copied(name) knows */
+	l.byte_offset = empty ? 0 : (uint64_t)(src->data - lo);
 	if (!empty && hi - lo >= COPY_NOGIL_BYTES) {
 		Py_BEGIN_ALLOW_THREADS
-		memcpy(tfd_buffer_data(b), lo, (size_t)(hi - lo));
+		r = tfd_publisher_add_copy(self->pub, msg, name, lo, &l);
 		Py_END_ALLOW_THREADS
-	} else if (!empty) {
-		memcpy(tfd_buffer_data(b), lo, (size_t)(hi - lo));
+	} else {
+		r = tfd_publisher_add_copy(self->pub, msg, name, empty ? empty_data : lo, &l);
 	}
-	l.byte_offset = empty ? 0 : (uint64_t)(src->data - lo);
-	r = tfd_message_add_tensor(msg, name, b, &l);
-	tfd_buffer_unref(b);
 	if (r < 0) {
-		raise_add(r);
+		if (r == -EINVAL || r == -EEXIST)
+			raise_add(r);
+		else
+			raise_errno(r, tfd_last_error());
 		return -1;
 	}
-	self->copied++;
 	return 0;
 }
 
@@ -557,7 +552,7 @@ static PyObject *publisher_stats(PublisherObject *self, PyObject *unused)
 	r = tfd_publisher_get_stats(self->pub, &s);
 	if (r < 0)
 		return raise_tfd(r);
-	uint64_t v[] = { s.published, s.copied_tensors + self->copied, s.dropped, s.subscribers,
+	uint64_t v[] = { s.published, s.copied_tensors, s.dropped, s.subscribers,
 			 s.attached_total, s.refused, s.pool_buffers, s.pool_bytes,
 			 s.pool_buffers_busy, s.pool_bytes_busy };
 	return stats_dict(10, names, v);

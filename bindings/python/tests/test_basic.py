@@ -606,3 +606,15 @@ def test_wait_subscribers(topic):
             assert pub.stats()["subscribers"] == 1
             pub.send(x=np.ones(3))
             assert sub.recv(timeout=5)["x"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_copied_at_the_receiver(pair):
+    """A tensor the publisher had to copy says so at the receiver; one sent
+    from a loan does not."""
+    pub, sub = pair
+    loaned = pub.empty((4,), dtype=torch.float32)
+    loaned.fill_(2)
+    pub.send(copied=torch.ones(4), loaned=loaned)
+    msg = sub.recv(timeout=5)
+    assert msg.copied("copied") and not msg.copied("loaned")
+    assert pub.stats()["copied_tensors"] == 1
