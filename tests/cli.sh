@@ -263,6 +263,12 @@ rc_is 0 "tensorfd-record of two topics" "$T/tensorfd-record" --count 10 -o "$dir
 ok $? "writes 5 messages of each"
 head -c 8 "$dir/r.tfd" | od -An -tu8 | grep -q '^ *[0-9]*[02468]$'
 ok $? "the file starts with a safetensors header length"
+rc_is 0 "tensorfd-record --info of the recording" "$T/tensorfd-record" --info "$dir/r.tfd"
+grep -q '^messages:  10$' "$dir/out" && grep -q '^topics:    2$' "$dir/out" &&
+	grep -q '^  cam/rec: 5 messages, .* Hz$' "$dir/out" && grep -q '^    data: f32 \[2, 2\]$' "$dir/out" &&
+	grep -q '^  cam/rec2: 5 messages' "$dir/out" && grep -q '^    data: u8 \[3\]$' "$dir/out" &&
+	grep -q '^duration:  [0-9.]* s$' "$dir/out"
+ok $? "says its topics, messages, duration, rates and layouts"
 bg "$T/tensorfd-play" --block --wait-subscribers 1 --rate 2 --remap cam/rec=replay/a --remap cam/rec2=replay/b "$dir/r.tfd"
 wait_socket replay/a && wait_socket replay/b
 bg "$T/tensorfd-echo" --count 5 --stats replay/b
@@ -288,6 +294,7 @@ grep -q "truncated" "$dir/err"
 ok $? "says truncated"
 printf '\020\000\000\000\000\000\000\000{"a":1}        ' >"$dir/junk.tfd"
 rc_is 1 "tensorfd-play of a file that is not a recording" "$T/tensorfd-play" "$dir/junk.tfd"
+rc_is 1 "tensorfd-record --info of a truncated file" "$T/tensorfd-record" --info "$dir/cut.tfd"
 
 # --- dtypes and layouts the tools must survive ---
 bg "$T/tensorfd-pub" --once -S 1 --dtype c128 --shape 3 --fill 2 cam/c128

@@ -21,7 +21,9 @@ const char *prog = "tensorfd-record";
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: %s -o FILE [--count N] [--duration S] [--wait] [--verbose] TOPIC...\n"
-		   "Record the messages of the topics to FILE for tensorfd-play.\n"
+		   "       %s --info FILE\n"
+		   "Record the messages of the topics to FILE for tensorfd-play, or say what a\n"
+		   "recording holds (--info: topics, messages, duration, rates, tensor layouts).\n"
 		   "  -o, --output FILE   the record file (replaced)\n"
 		   "  -n, --count N       stop after N messages, all topics together\n"
 		   "  -d, --duration S    stop after S seconds\n"
@@ -30,7 +32,76 @@ static void usage(FILE *f)
 		   "  -h, --help          this text\n"
 		   "Exit: 0 done or interrupted, 2 usage, 3 no such topic, 4 permission denied,\n"
 		   "6 every publisher went away, 1 other errors (writing the file).\n",
-		prog);
+		prog, prog);
+}
+
+struct topic_info {
+	uint64_t msgs, bytes, first_ns, last_ns;
+	struct rec_msg first;	/* its layouts are the ones shown */
+	bool seen;
+};
+
+/* What a recording holds, as ros2 bag info shows a bag. */
+static int info(const char *path)
+{
+	static struct topic_info ti[REC_MAX_TOPICS];
+	static struct rec_msg m;
+	struct rec_file_info fi;
+	uint64_t pos = 0, total = 0, last = 0, size;
+	unsigned int i, k;
+	char err[256], a[32], b[32];
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		return EXIT_FAIL;
+	}
+	r = rec_read_start(fd, &pos, &fi, err, sizeof(err));
+	while (r >= 0 && (r = rec_read_msg(fd, &pos, &m, err, sizeof(err))) == 1) {
+		for (i = 0; i < fi.n_topics && strcmp(fi.topics[i], m.topic); i++)
+			;
+		if (i == fi.n_topics)
+			continue;	/* the reader checked it; a topic not announced is skipped */
+		if (!ti[i].seen) {
+			ti[i].seen = true;
+			ti[i].first_ns = m.t_ns;
+			ti[i].first = m;
+		}
+		ti[i].msgs++;
+		ti[i].bytes += m.data_len;
+		ti[i].last_ns = m.t_ns;
+		total++;
+		last = m.t_ns > last ? m.t_ns : last;
+	}
+	size = (uint64_t)lseek(fd, 0, SEEK_END);
+	close(fd);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, err);
+		return EXIT_FAIL;
+	}
+	printf("file:      %s (%s)\n", path, fmt_bytes(a, sizeof(a), (double)size));
+	printf("duration:  %.3f s\n", last / 1e9);
+	printf("messages:  %llu\n", (unsigned long long)total);
+	printf("topics:    %u\n", fi.n_topics);
+	for (i = 0; i < fi.n_topics; i++) {
+		double span = (ti[i].last_ns - ti[i].first_ns) / 1e9;
+
+		printf("  %s: %llu messages, %s", fi.topics[i], (unsigned long long)ti[i].msgs,
+		       fmt_bytes(b, sizeof(b), (double)ti[i].bytes));
+		if (ti[i].msgs > 1 && span > 0)
+			printf(", %.2f Hz", (double)(ti[i].msgs - 1) / span);
+		printf("\n");
+		for (k = 0; ti[i].seen && k < ti[i].first.n; k++) {
+			const struct rec_tensor *t = &ti[i].first.t[k];
+
+			printf("    %s: %s [", t->name, dtype_name(t->dtype, a, sizeof(a)));
+			for (int d = 0; d < t->ndim; d++)
+				printf("%s%lld", d ? ", " : "", (long long)t->shape[d]);
+			printf("]%s\n", t->strided ? " (strided)" : "");
+		}
+	}
+	return EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -41,6 +112,7 @@ int main(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "wait", no_argument, NULL, 'w' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "info", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -54,8 +126,10 @@ int main(int argc, char **argv)
 	double secs;
 	char sz[32], sz2[32], why[256];
 
-	while ((c = getopt_long(argc, argv, "o:n:d:wvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:n:d:wvhi:", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'i':
+			return info(optarg);
 		case 'o':
 			out = optarg;
 			break;
