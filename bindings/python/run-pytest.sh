@@ -28,6 +28,7 @@ src=$(abs "$top_srcdir")/bindings/python
 out=$(abs "$top_builddir")/bindings/python
 mkdir -p "$out/stage/tensorfd"
 ln -sf "$src/tensorfd/__init__.py" "$out/stage/tensorfd/__init__.py"
+ln -sf "$src/tensorfd/recording.py" "$out/stage/tensorfd/recording.py"
 ln -sf "$out/tensorfd/.libs/_tensorfd.so" "$out/stage/tensorfd/_tensorfd.so"
 
 tap=$out/pytest.tap

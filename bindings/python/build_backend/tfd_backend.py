@@ -93,6 +93,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         so, version = _compile(tmp)
         distinfo = "tensorfd-%s.dist-info" % version
         files = [("tensorfd/__init__.py", open(os.path.join(PKG, "__init__.py"), "rb").read()),
+                 ("tensorfd/recording.py", open(os.path.join(PKG, "recording.py"), "rb").read()),
                  ("tensorfd/" + os.path.basename(so), open(so, "rb").read()),
                  (distinfo + "/METADATA", _metadata(version).encode()),
                  (distinfo + "/WHEEL", ("Wheel-Version: 1.0\nGenerator: tfd_backend\n"

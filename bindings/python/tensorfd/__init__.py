@@ -31,8 +31,10 @@ from ._tensorfd import (  # noqa: F401
     topic_path,
 )
 from ._tensorfd import Subscriber as _Subscriber
+from .recording import RecordedMessage, Recording  # noqa: F401
 
-__all__ = ["Publisher", "Subscriber", "Message", "runtime_dir", "topic_path"]
+__all__ = ["Publisher", "Subscriber", "Message", "Recording", "RecordedMessage", "runtime_dir",
+           "topic_path"]
 
 
 class Subscriber(_Subscriber):
