@@ -3,7 +3,8 @@
  * The notification channel's two backends. io_uring keeps one RECVMSG
  * posted on the socket at all times, alternating between two receive
  * slots so that the packet handed to the caller stays intact while the
- * next one is already being received; the ring fd is what users poll.
+ * next one is already being received; the ring fd, or the socket with a
+ * deferred ring, is what users poll.
  * The poll backend does the same with poll(2) and recvmsg(2) on the
  * socket itself.
  *
@@ -350,7 +351,7 @@ static bool uring_pending(struct notify *n)
 	struct uring_priv *u = n->priv;
 
 	return u && u->generation == fork_generation &&
-	       (u->stashed || io_uring_cq_ready(&u->ring) > 0);
+	       (u->stashed || (u->ring.ring_fd >= 0 && io_uring_cq_ready(&u->ring) > 0));
 }
 
 static void uring_close(struct notify *n)
@@ -372,7 +373,7 @@ static void uring_close(struct notify *n)
 				close(pkt.fds[--pkt.nfds]);
 		}
 	}
-	/* another thread's deferred ring: what completed is in its memory, the rest the kernel cancels */
+	/* another thread's deferred ring: take what completed; the kernel cancels the rest */
 	if (mine && u->ring.ring_fd >= 0 && u->deferred &&
 	    !pthread_equal(u->thread, pthread_self())) {
 		while (__io_uring_peek_cqe(&u->ring, &cqe, NULL) == 0 && cqe) {
