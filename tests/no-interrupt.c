@@ -9,14 +9,19 @@
  * turns into POLLERR (tests/vm/v4l2-poll.c shows that one on vivid).
  * Here: the thread waits in epoll_wait() on a pipe of its own while a
  * child sends it messages (it subscribes) or releases (it publishes), and
- * no wait may end with EINTR. And a channel still moves from one thread to
+ * no wait may end with EINTR. Each side runs in a fresh process: closing a
+ * ring also notifies the threads that used it, once, a while later (the
+ * kernel's ring exit work), and a ring closed by an earlier case would be
+ * counted here. And a channel still moves from one thread to
  * another (tensorfd(7), Threads), though the ring that keeps this promise
  * takes completions only in the thread that made it.
  */
 #include <fcntl.h>
+#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 
 #include "tap.h"
 #include "tensorfd.h"
@@ -43,6 +48,43 @@ static int publish_one(struct tfd_publisher *pub)
 	}
 	tfd_buffer_unref(b);
 	return r;
+}
+
+/*
+ * Whether the promise holds here: the io_uring backend keeps it with
+ * deferred task work (6.1); the poll backend keeps it anyway.
+ */
+static const char *cannot_promise(void)
+{
+	struct io_uring ring;
+	const char *env = getenv("TENSORFD_NOTIFY");
+	int r;
+
+	if (env && strcmp(env, "poll") == 0)
+		return NULL;
+#ifdef IORING_SETUP_DEFER_TASKRUN
+	r = io_uring_queue_init(2, &ring, IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER);
+	if (r == 0) {
+		io_uring_queue_exit(&ring);
+		return NULL;
+	}
+	if (r != -EINVAL)
+		return NULL;	/* no io_uring at all: the poll backend runs */
+#endif
+	return "no IORING_SETUP_DEFER_TASKRUN (before 6.1): packets interrupt the thread "
+	       "(tensorfd(7), NOTES)";
+}
+
+static void no_eintr(unsigned int eintr, const char *what)
+{
+	const char *why = cannot_promise();
+
+	if (why) {
+		diag("%s interrupted the thread's epoll_wait() %u times", what, eintr);
+		skip("%s", why);
+		return;
+	}
+	ok(eintr == 0, "%s interrupted the thread's epoll_wait() %u times", what, eintr);
 }
 
 /* Sleep in epoll_wait() on rfd until it has a byte; count the EINTRs meanwhile. */
@@ -131,8 +173,7 @@ static void subscriber_side(void)
 		}
 	}
 	ok(got == ROUNDS, "%u of %d messages received", got, ROUNDS);
-	ok(eintr == 0, "a subscriber's packets interrupted the thread's epoll_wait() %u times",
-	   eintr);
+	no_eintr(eintr, "a subscriber's packets");
 	tfd_subscriber_unref(sub);
 	ok(wait_child(pid) == 0, "the publisher exited 0");
 	close(go[0]), close(go[1]), close(done[0]), close(done[1]);
@@ -194,8 +235,7 @@ static void publisher_side(void)
 		tfd_publisher_dispatch(pub, 0);
 	}
 	ok(i == ROUNDS, "%d of %d rounds", i, ROUNDS);
-	ok(eintr == 0, "subscribers' releases interrupted the thread's epoll_wait() %u times",
-	   eintr);
+	no_eintr(eintr, "subscribers' releases");
 	ok(wait_child(pid) == 0, "the subscriber exited 0");
 	tfd_publisher_dispatch(pub, 0);
 	tfd_publisher_get_stats(pub, &st);
@@ -279,6 +319,31 @@ static void thread_handoff(void)
 	pthread_barrier_destroy(&h.moved);
 }
 
+/* Run a case in a fresh process, its TAP lines numbered on from ours. */
+static void in_child(void (*fn)(void), const char *name)
+{
+	int *shared = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pid_t pid;
+
+	if (shared == MAP_FAILED)
+		return (void)ok(0, "%s: mmap: %s", name, strerror(errno));
+	shared[0] = -1;
+	pid = fork();
+	if (pid == 0) {
+		fn();
+		shared[0] = tap_count;
+		shared[1] = tap_failed;
+		_exit(0);
+	}
+	if (wait_child(pid) != 0 || shared[0] < 0) {
+		ok(0, "%s: the process running it ended early", name);
+	} else {
+		tap_count = shared[0];
+		tap_failed = shared[1];
+	}
+	munmap(shared, 4096);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/tfd-intr-XXXXXX";
@@ -288,8 +353,8 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	fds0 = count_fds();
 	tap_runtime_dir(dir);
-	subscriber_side();
-	publisher_side();
+	in_child(subscriber_side, "subscriber side");
+	in_child(publisher_side, "publisher side");
 	thread_handoff();
 	rm_tree(dir);
 	ok(count_fds() == fds0, "no fd leaked");
