@@ -3,9 +3,20 @@
  * The notification channel's two backends. io_uring keeps one RECVMSG
  * posted on the socket at all times, alternating between two receive
  * slots so that the packet handed to the caller stays intact while the
- * next one is already being received; the ring fd is what users poll.
+ * next one is already being received; the ring fd, or the socket with a
+ * deferred ring, is what users poll.
  * The poll backend does the same with poll(2) and recvmsg(2) on the
  * socket itself.
+ *
+ * Where the kernel has it, the ring defers its task work (DEFER_TASKRUN):
+ * completions run only when the thread that made the ring asks for them,
+ * so a packet arriving for a channel never interrupts that thread's other
+ * system calls (see uring_setup_flags()). Such a ring cannot be polled
+ * (nothing wakes a poller when work is queued), and its receive is posted
+ * poll-first, so it takes a packet from the socket only inside next():
+ * users poll the socket itself, readable exactly while next() has work.
+ * The ring belongs to one thread; another thread that takes the channel
+ * over gets a ring of its own (uring_own()).
  */
 #include <errno.h>
 #include <liburing.h>
@@ -100,6 +111,10 @@ struct uring_priv {
 	bool armed;
 	unsigned int generation;	/* fork_generation when the ring was made */
 	bool reset_seen;	/* the socket reported ECONNRESET once already */
+	bool deferred;		/* DEFER_TASKRUN: users poll the socket */
+	pthread_t thread;	/* the thread a deferred ring belongs to */
+	int stash_res;		/* a receive that completed on a ring left behind */
+	bool stashed;		/* ... in slot[cur], returned by the next next() */
 };
 
 static int uring_arm(struct notify *n)
@@ -114,6 +129,9 @@ static int uring_arm(struct notify *n)
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_recvmsg(sqe, n->sockfd, &s->mh, MSG_CMSG_CLOEXEC);
+	/* receive only when next() runs the task work, never at submission */
+	if (u->deferred)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	io_uring_sqe_set_data64(sqe, 1 + u->cur);
 	r = io_uring_submit(&u->ring);
 	if (r < 0)
@@ -123,19 +141,48 @@ static int uring_arm(struct notify *n)
 }
 
 /*
- * Cooperative task work: a packet that arrives while this process runs in
- * user space no longer interrupts it with an IPI to complete the posted
- * RECVMSG; the kernel sets IORING_SQ_TASKRUN instead, and the next peek
- * (io_uring_peek_cqe sees the flag) or wait enters the kernel to run it.
- * A sleeping waiter is still woken at once. Measured with tensorfd-bench on
- * the 2-core VM, 1 subscriber spinning: one-way p50 13.9 -> 4.3 us, p99
- * 17 -> 4.5 us; pipelined 64 B: 54-74k -> 87-93k msg/s, publisher CPU
- * 6.8-7.8 -> 5.5 us per message; blocking latency unchanged. Kernels before
- * 5.19 refuse the flags (EINVAL) and get a plain ring.
+ * How completions reach the thread that posted the receive. The default
+ * queues task work to it and notifies it like a signal (TIF_NOTIFY_SIGNAL):
+ * its next interruptible sleep or lock ends early, which epoll_wait() shows
+ * as EINTR and a driver as a failure of its own (a V4L2 camera's poll
+ * returns POLLERR when mutex_lock_interruptible() fails; tests/no-interrupt
+ * and tests/vm/v4l2-poll.c). Cooperative task work (COOP_TASKRUN, 5.19)
+ * only spares the IPI: the flag is still set and seen at the next system
+ * call. Deferred task work (DEFER_TASKRUN with SINGLE_ISSUER, 6.1) sets no
+ * flag on the thread at all: the work waits on the ring until the thread
+ * enters the kernel to get completions, which next() does. TASKRUN_FLAG
+ * tells a peek that work is waiting. The cooperative flags measured, with
+ * tensorfd-bench on the 2-core VM, 1 subscriber spinning, against a plain
+ * ring: one-way p50 13.9 -> 4.3 us, p99 17 -> 4.5 us; pipelined 64 B:
+ * 54-74k -> 87-93k msg/s. Kernels refuse flags they lack with EINVAL, and
+ * the next set is tried, down to a plain ring.
  */
-static unsigned int uring_setup_flags(void)
+static const unsigned int uring_setup_flags[] = {
+#ifdef IORING_SETUP_DEFER_TASKRUN
+	IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_TASKRUN_FLAG,
+#endif
+	IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+	0,
+};
+
+/* Make the ring, with the first set of flags the kernel takes. */
+static int uring_make(struct uring_priv *u)
 {
-	return IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+	unsigned int i;
+	int r = -EINVAL;
+
+	for (i = 0; i < sizeof(uring_setup_flags) / sizeof(uring_setup_flags[0]); i++) {
+		r = io_uring_queue_init(8, &u->ring, uring_setup_flags[i]);
+		if (r != -EINVAL)
+			break;
+	}
+	if (r < 0) {
+		u->ring.ring_fd = -1;
+		return r;
+	}
+	u->deferred = u->ring.flags & IORING_SETUP_SINGLE_ISSUER;
+	u->thread = pthread_self();
+	return 0;
 }
 
 static int uring_open(struct notify *n)
@@ -147,9 +194,7 @@ static int uring_open(struct notify *n)
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
-	r = io_uring_queue_init(8, &u->ring, uring_setup_flags());
-	if (r == -EINVAL)
-		r = io_uring_queue_init(8, &u->ring, 0);
+	r = uring_make(u);
 	if (r < 0) {
 		free(u);
 		return r;
@@ -165,6 +210,45 @@ static int uring_open(struct notify *n)
 	return r;
 }
 
+/*
+ * Another thread takes over a channel whose deferred ring belongs to the
+ * thread before (a channel belongs to one thread at a time, not forever):
+ * the ring refuses it (-EEXIST), so it gets a ring of its own. A receive
+ * that completed on the old ring is kept for next(), read from the ring's
+ * memory without a system call; one still posted is cancelled by the kernel
+ * when the old ring goes, before it took anything from the socket (it is
+ * posted poll-first, and its task work only runs in the old thread's
+ * io_uring_enter()). Users poll the socket, so their fd does not change.
+ */
+static int uring_move(struct notify *n)
+{
+	struct uring_priv *u = n->priv;
+	struct io_uring_cqe *cqe;
+	int r;
+
+	if (u->ring.ring_fd >= 0) {
+		while (__io_uring_peek_cqe(&u->ring, &cqe, NULL) == 0 && cqe) {
+			if (cqe->user_data && u->armed) {
+				u->cur = (unsigned int)cqe->user_data - 1;
+				u->stash_res = cqe->res;
+				u->stashed = true;
+				u->armed = false;
+			}
+			io_uring_cqe_seen(&u->ring, cqe);
+		}
+		io_uring_queue_exit(&u->ring);
+		u->ring.ring_fd = -1;
+		u->armed = false;
+	}
+	/* no ring (out of fds, say): the next call tries again */
+	r = uring_make(u);
+	if (r < 0)
+		return r;
+	if (!u->stashed)
+		return uring_arm(n);
+	return 0;
+}
+
 static void uring_close(struct notify *n);
 
 /* In a forked child, drop the parent's ring (without touching it) and make one. */
@@ -172,8 +256,12 @@ static int uring_own(struct notify *n)
 {
 	struct uring_priv *u = n->priv;
 
-	if (u && u->generation == fork_generation)
+	if (u && u->generation == fork_generation) {
+		if (u->ring.ring_fd < 0 ||
+		    (u->deferred && !pthread_equal(u->thread, pthread_self())))
+			return uring_move(n);
 		return 0;
+	}
 	uring_close(n);
 	return uring_open(n);
 }
@@ -190,6 +278,12 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 		return r;
 	u = n->priv;
 
+	if (u->stashed) {
+		u->stashed = false;
+		res = u->stash_res;
+		s = &u->slot[u->cur];
+		goto got;
+	}
 	if (!u->armed) {
 		r = uring_arm(n);
 		if (r < 0)
@@ -214,6 +308,7 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 	res = cqe->res;
 	s = &u->slot[cqe->user_data - 1];
 	io_uring_cqe_seen(&u->ring, cqe);
+got:
 	u->armed = false;
 	/* a peer that closed with our packets unread: see poll_next() */
 	if (res == -ECONNRESET && !u->reset_seen) {
@@ -239,11 +334,13 @@ static int uring_next(struct notify *n, int timeout_ms, struct rx_packet *pkt)
 
 static int uring_fd(struct notify *n)
 {
+	struct uring_priv *u;
 	int r = uring_own(n);
 
 	if (r < 0)
 		return r;
-	return ((struct uring_priv *)n->priv)->ring.ring_fd;
+	u = n->priv;
+	return u->deferred ? n->sockfd : u->ring.ring_fd;
 }
 
 /*
@@ -255,7 +352,8 @@ static bool uring_pending(struct notify *n)
 {
 	struct uring_priv *u = n->priv;
 
-	return u && u->generation == fork_generation && io_uring_cq_ready(&u->ring) > 0;
+	return u && u->generation == fork_generation &&
+	       (u->stashed || (u->ring.ring_fd >= 0 && io_uring_cq_ready(&u->ring) > 0));
 }
 
 static void uring_close(struct notify *n)
@@ -264,11 +362,34 @@ static void uring_close(struct notify *n)
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	struct rx_packet pkt;
+	bool mine;
 
 	if (!u)
 		return;
+	mine = u->generation == fork_generation;
+	if (mine && u->stashed) {
+		u->stashed = false;
+		if (u->stash_res > 0) {
+			packet_from_slot(&u->slot[u->cur], u->stash_res, &pkt);
+			while (pkt.nfds)
+				close(pkt.fds[--pkt.nfds]);
+		}
+	}
+	/* another thread's deferred ring: take what completed; the kernel cancels the rest */
+	if (mine && u->ring.ring_fd >= 0 && u->deferred &&
+	    !pthread_equal(u->thread, pthread_self())) {
+		while (__io_uring_peek_cqe(&u->ring, &cqe, NULL) == 0 && cqe) {
+			if (cqe->user_data && cqe->res > 0) {
+				packet_from_slot(&u->slot[cqe->user_data - 1], cqe->res, &pkt);
+				while (pkt.nfds)
+					close(pkt.fds[--pkt.nfds]);
+			}
+			io_uring_cqe_seen(&u->ring, cqe);
+		}
+		mine = false;
+	}
 	/* Cancel the posted receive; if it completed meanwhile, close what it brought. */
-	if (u->armed && u->generation == fork_generation) {
+	if (u->armed && mine) {
 		sqe = io_uring_get_sqe(&u->ring);
 		if (sqe) {
 			io_uring_prep_cancel64(sqe, 1 + u->cur, 0);
@@ -286,7 +407,8 @@ static void uring_close(struct notify *n)
 			io_uring_cqe_seen(&u->ring, cqe);
 		}
 	}
-	io_uring_queue_exit(&u->ring);
+	if (u->ring.ring_fd >= 0)
+		io_uring_queue_exit(&u->ring);
 	free(u);
 	n->priv = NULL;
 }

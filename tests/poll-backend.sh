@@ -4,7 +4,8 @@
 # used where io_uring is blocked (seccomp, kernel.io_uring_disabled).
 # The whole suite, soak kept short; fault-inject drives both backends itself.
 tests="layout idmap buffer wire roundtrip reuse hostile peer-death listener recv-modes topic
-	pubsub pubsub-crash pubsub-policy pubsub-access pubsub-hostile pubsub-flood pubsub-loans soak conn-flood threads"
+	pubsub pubsub-crash pubsub-policy pubsub-access pubsub-hostile pubsub-flood pubsub-loans soak conn-flood threads
+	sub-why meta runtime-tree introspect"
 n=0
 for t in $tests; do
 	n=$((n + 1))

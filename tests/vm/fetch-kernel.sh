@@ -20,8 +20,12 @@ set -eu
 cache=${TFD_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tensorfd-vm}
 suite=${TFD_VM_SUITE:-bookworm-backports}
 mods="drm drm_kms_helper drm_shmem_helper vgem udmabuf"
+# vivid, the virtual V4L2 camera, and its dependencies in load order
+mods="$mods mc videobuf2-common videodev videobuf2-v4l2 v4l2-tpg v4l2-dv-timings rc-core cec"
+mods="$mods videobuf2-memops videobuf2-vmalloc videobuf2-dma-contig vivid"
 
-if [ -f "$cache/current" ] && [ -f "$cache/$(cat "$cache/current")/vmlinuz" ]; then
+if [ -f "$cache/current" ] && [ -f "$cache/$(cat "$cache/current")/vmlinuz" ] &&
+	[ -f "$cache/$(cat "$cache/current")/mod/vivid.ko" ]; then
 	echo "fetch-kernel: cached: $cache/$(cat "$cache/current")"
 	exit 0
 fi
