@@ -85,7 +85,7 @@ TFD_EXPORT int tfd_buffer_new(uint64_t size, unsigned int flags, struct tfd_buff
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_buffer_new");
 	b = buffer_alloc();
 	if (!b)
-		return -ENOMEM;
+		return fail_nomem();
 	b->fd = memfd_create("tensorfd", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (b->fd < 0) {
 		r = tfd_fail(NULL, 0, -errno, "memfd_create: %s", strerror(errno));

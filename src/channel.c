@@ -763,7 +763,7 @@ TFD_EXPORT int tfd_channel_recv(struct tfd_channel *ch, int timeout_ms, struct t
 	int r;
 
 	if (!ch || !ret)
-		return -EINVAL;
+		return fail_args();
 	if (ch->rxq_len) {
 		*ret = ch->rxq[ch->rxq_head];
 		ch->rxq_head = (ch->rxq_head + 1) % ch->rxq_cap;
@@ -785,7 +785,7 @@ TFD_EXPORT int tfd_channel_dispatch(struct tfd_channel *ch, int timeout_ms)
 	int r;
 
 	if (!ch)
-		return -EINVAL;
+		return fail_args();
 	if (ch->dead)
 		return ch->dead;
 	ch_flush_releases(ch);
@@ -825,7 +825,7 @@ static int ch_sweep(struct tfd_channel *ch, uint64_t deadline)
 	}
 	ids = malloc(n * sizeof(*ids));
 	if (!ids)
-		return -ENOMEM;
+		return fail_nomem();
 	n = 0;
 	idmap_foreach(&ch->tx_known, s) if (buffer_is_orphan(s->val)) ids[n++] = s->key;
 	r = send_ids(ch, WIRE_FORGET, ids, n, deadline);
@@ -904,7 +904,7 @@ static size_t encode_msg(struct tfd_channel *ch, const struct tfd_message *msg, 
 TFD_EXPORT int tfd_channel_send(struct tfd_channel *ch, struct tfd_message *msg)
 {
 	if (!ch)
-		return -EINVAL;
+		return fail_args();
 	return channel_send_seq(ch, msg, ch->next_seq, 0);
 }
 
@@ -926,7 +926,7 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 	int r;
 
 	if (!ch || !msg)
-		return -EINVAL;
+		return fail_args();
 	if (ch->dead)
 		return ch->dead;
 	deadline = deadline_of(ch->send_timeout_ms);
@@ -963,7 +963,7 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 	}
 	f = malloc(sizeof(*f) + n_uniq * sizeof(f->bufs[0]));
 	if (!f)
-		return -ENOMEM;
+		return fail_nomem();
 	r = idmap_reserve(&ch->tx_known, n_new);
 	if (r == 0)
 		r = idmap_reserve(&ch->inflight, 1);
@@ -1025,7 +1025,7 @@ int channel_new(int sockfd, struct tfd_channel **ret)
 	ch = calloc(1, sizeof(*ch));
 	if (!ch) {
 		close(sockfd);
-		return -ENOMEM;
+		return fail_nomem();
 	}
 	ch->refs = 1;
 	ch->sockfd = sockfd;
@@ -1037,7 +1037,7 @@ int channel_new(int sockfd, struct tfd_channel **ret)
 	ch->txbuf = malloc(WIRE_MAX_PACKET);
 	if (!ch->rxq || !ch->scratch || !ch->txbuf) {
 		tfd_channel_unref(ch);
-		return -ENOMEM;
+		return fail_nomem();
 	}
 	r = send_hello(ch);
 	if (r < 0) {
@@ -1055,7 +1055,7 @@ TFD_EXPORT int tfd_channel_pair(struct tfd_channel **ret0, struct tfd_channel **
 	int sv[2], r;
 
 	if (!ret0 || !ret1)
-		return -EINVAL;
+		return fail_args();
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return tfd_fail(NULL, 0, -errno, "socketpair: %s", strerror(errno));
 	r = channel_new(sv[0], &a);
@@ -1157,7 +1157,7 @@ int channel_connect(const char *path, uint64_t deadline, struct tfd_channel **re
 TFD_EXPORT int tfd_channel_connect(const char *path, struct tfd_channel **ret)
 {
 	if (!ret)
-		return -EINVAL;
+		return fail_args();
 	return channel_connect(path, UINT64_MAX, ret);
 }
 
@@ -1202,7 +1202,7 @@ TFD_EXPORT int tfd_channel_get_fd(const struct tfd_channel *ch)
 	int r;
 
 	if (!ch)
-		return -EINVAL;
+		return fail_args();
 	r = ch_notify(c);
 	if (r < 0)
 		return r;
@@ -1212,7 +1212,7 @@ TFD_EXPORT int tfd_channel_get_fd(const struct tfd_channel *ch)
 TFD_EXPORT int tfd_channel_set_send_timeout(struct tfd_channel *ch, int timeout_ms)
 {
 	if (!ch || timeout_ms < -1)
-		return -EINVAL;
+		return fail_args();
 	ch->send_timeout_ms = timeout_ms;
 	return 0;
 }
@@ -1220,7 +1220,7 @@ TFD_EXPORT int tfd_channel_set_send_timeout(struct tfd_channel *ch, int timeout_
 TFD_EXPORT int tfd_channel_get_stats(const struct tfd_channel *ch, struct tfd_channel_stats *stats)
 {
 	if (!ch || !stats)
-		return -EINVAL;
+		return fail_args();
 	*stats = ch->stats;
 	/* the tables are the truth; counters would only repeat them */
 	stats->buffers_mapped = ch->rx_bufs.count;

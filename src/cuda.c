@@ -93,10 +93,10 @@ static int cu_errno(CUresult r)
 {
 	switch (r) {
 	case CUDA_ERROR_OUT_OF_MEMORY:
-		return -ENOMEM;
+		return fail_nomem();
 	case CUDA_ERROR_INVALID_VALUE:
 	case CUDA_ERROR_INVALID_HANDLE:
-		return -EINVAL;
+		return fail_args();
 	case CUDA_ERROR_NOT_SUPPORTED:
 		return -EOPNOTSUPP;
 	case CUDA_ERROR_NO_DEVICE:
@@ -410,7 +410,7 @@ TFD_EXPORT int tfd_cuda_buffer_new(int device, uint64_t size, unsigned int flags
 				"CUDA device %d cannot export memory as a file descriptor", device);
 	b = gpu_alloc(device, flags & TFD_CUDA_EXTMEM ? TFD_BUFFER_CUDA_EXTMEM : TFD_BUFFER_CUDA);
 	if (!b)
-		return -ENOMEM;
+		return fail_nomem();
 	b->cuda->owner = true;
 	r = cuda_enter(device);
 	if (r < 0) {
@@ -455,7 +455,7 @@ TFD_EXPORT int tfd_cuda_buffer_wrap(uint64_t ptr, uint64_t *offset, struct tfd_b
 		return tfd_fail(NULL, 0, -ENODEV, "pointer on CUDA device %d, not visible", dev);
 	b = gpu_alloc(dev, TFD_BUFFER_CUDA_IPC);
 	if (!b)
-		return -ENOMEM;
+		return fail_nomem();
 	b->cuda->owner = true;
 	r = cuda_enter(dev);
 	if (r < 0)
@@ -700,7 +700,7 @@ TFD_EXPORT int tfd_message_cuda_record(struct tfd_message *msg, void *stream)
 TFD_EXPORT int tfd_message_cuda_wait(const struct tfd_message *msg, void *stream)
 {
 	if (!msg)
-		return -EINVAL;
+		return fail_args();
 	return each_event(msg, (CUstream)stream, false);
 }
 
@@ -729,7 +729,7 @@ TFD_EXPORT int tfd_cuda_host_register(struct tfd_buffer *buf)
 	if (!buf->cuda) {
 		buf->cuda = calloc(1, sizeof(*buf->cuda));
 		if (!buf->cuda)
-			return -ENOMEM;
+			return fail_nomem();
 		buf->cuda->dev = -1;
 	}
 	r = cuda_enter(0);

@@ -110,7 +110,7 @@ static int dmabuf_make(int fd, void *map, uint64_t size, bool writable, int sour
 		close(fd);
 		if (map != MAP_FAILED)
 			munmap(map, size);
-		return -ENOMEM;
+		return fail_nomem();
 	}
 	b->fd = fd;
 	b->kind = TFD_BUFFER_DMABUF;
@@ -392,7 +392,7 @@ TFD_EXPORT int tfd_dmabuf_set_name(struct tfd_buffer *buf, const char *name)
 TFD_EXPORT int tfd_dmabuf_source(const struct tfd_buffer *buf)
 {
 	if (!buf || buf->kind != TFD_BUFFER_DMABUF)
-		return -EINVAL;
+		return fail_args();
 	return buf->source;
 }
 

@@ -37,7 +37,7 @@ static int idmap_grow(struct idmap *m)
 
 	slots = calloc(cap, sizeof(*slots));
 	if (!slots)
-		return -ENOMEM;
+		return fail_nomem();
 	m->slots = slots;
 	m->cap = cap;
 	m->count = 0;

@@ -32,6 +32,12 @@
  * Returns err so callers can write "return tfd_fail(...)".
  */
 int tfd_fail(char *errbuf, size_t errlen, int err, const char *fmt, ...) TFD_PRINTF(4, 5);
+/*
+ * A failing public call leaves its own reason, never an older call's:
+ * bad arguments and an allocation that failed say so, with the function.
+ */
+#define fail_args() tfd_fail(NULL, 0, -EINVAL, "bad arguments to %s()", __func__)
+#define fail_nomem() tfd_fail(NULL, 0, -ENOMEM, "%s(): out of memory", __func__)
 void tfd_log(int level, const char *fmt, ...) TFD_PRINTF(2, 3);
 
 /* --- buffers (buffer.c) --- */

@@ -93,12 +93,12 @@ static int info_build(const struct wire_info *w, const struct wire_info_sub *sub
 
 	info = calloc(1, sizeof(*info));
 	if (!info)
-		return -ENOMEM;
+		return fail_nomem();
 	if (w->n_records) {
 		info->subscribers = calloc(w->n_records, sizeof(*info->subscribers));
 		if (!info->subscribers) {
 			free(info);
-			return -ENOMEM;
+			return fail_nomem();
 		}
 	}
 	info->pid = uc->pid;

@@ -76,7 +76,7 @@ TFD_EXPORT int tfd_layout_span(const struct tfd_layout *layout, uint64_t *lo, ui
 	int i, r;
 
 	if (!layout || !lo || !hi)
-		return -EINVAL;
+		return fail_args();
 	r = dtype_check(layout->dtype);
 	if (r < 0)
 		return r;
@@ -132,7 +132,7 @@ TFD_EXPORT int tfd_layout_validate(const struct tfd_layout *layout)
 	uint64_t lo, hi;
 
 	if (!layout)
-		return -EINVAL;
+		return fail_args();
 	return tfd_layout_span(layout, &lo, &hi);
 }
 
@@ -146,7 +146,7 @@ TFD_EXPORT int tfd_layout_nbytes(const struct tfd_layout *layout, uint64_t *ret)
 	if (r < 0)
 		return r;
 	if (!ret)
-		return -EINVAL;
+		return fail_args();
 	n = elem_size(layout->dtype);
 	for (i = 0; i < layout->ndim; i++)
 		if (__builtin_mul_overflow(n, (uint64_t)layout->shape[i], &n))

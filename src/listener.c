@@ -150,7 +150,7 @@ int listener_new_at(int dirfd, const char *name, const char *path, int mode,
 	l = calloc(1, sizeof(*l));
 	if (!l) {
 		close(dirfd);
-		return -ENOMEM;
+		return fail_nomem();
 	}
 	l->dirfd = dirfd;
 	l->path = strdup(path);
@@ -210,7 +210,7 @@ TFD_EXPORT int tfd_listener_new(const char *path, struct tfd_listener **ret)
 	int dirfd, r;
 
 	if (!ret)
-		return -EINVAL;
+		return fail_args();
 	r = unix_address(path, &sa, &len);
 	if (r < 0)
 		return r;
@@ -250,7 +250,7 @@ TFD_EXPORT int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struc
 	int fd, r, ms;
 
 	if (!l || !ret)
-		return -EINVAL;
+		return fail_args();
 	for (;;) {
 		fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0) {

@@ -18,10 +18,10 @@ TFD_EXPORT int tfd_message_new(struct tfd_message **ret)
 	struct tfd_message *m;
 
 	if (!ret)
-		return -EINVAL;
+		return fail_args();
 	m = calloc(1, sizeof(*m));
 	if (!m)
-		return -ENOMEM;
+		return fail_nomem();
 	m->refs = 1;
 	*ret = m;
 	return 0;
@@ -39,7 +39,7 @@ int message_new_received(unsigned int n, struct tfd_message **ret)
 		m->t = calloc(n, sizeof(*m->t));
 		if (!m->t) {
 			free(m);
-			return -ENOMEM;
+			return fail_nomem();
 		}
 		m->cap = n;
 	}
@@ -150,7 +150,7 @@ TFD_EXPORT int tfd_message_add_tensor(struct tfd_message *msg, const char *name,
 
 		t = realloc(msg->t, cap * sizeof(*t));
 		if (!t)
-			return -ENOMEM;
+			return fail_nomem();
 		msg->t = t;
 		msg->cap = cap;
 	}
@@ -178,7 +178,7 @@ TFD_EXPORT int tfd_message_set_user_data(struct tfd_message *msg, const void *da
 	if (len) {
 		copy = malloc(len);
 		if (!copy)
-			return -ENOMEM;
+			return fail_nomem();
 		memcpy(copy, data, len);
 	}
 	free(msg->user);
@@ -204,7 +204,7 @@ TFD_EXPORT int tfd_message_find(const struct tfd_message *msg, const char *name)
 	unsigned int i;
 
 	if (!msg || !name)
-		return -EINVAL;
+		return fail_args();
 	for (i = 0; i < msg->n; i++)
 		if (strcmp(msg->t[i].name, name) == 0)
 			return (int)i;

@@ -195,6 +195,22 @@ static int key_check(const char *key)
 	return 0;
 }
 
+/* May msg's metadata be set? Not once received or published, nor over raw user data. */
+static int block_settable(const struct tfd_message *msg)
+{
+	int r;
+
+	if (!msg)
+		return tfd_fail(NULL, 0, -EINVAL, "message is NULL");
+	r = message_check_mutable(msg);
+	if (r < 0)
+		return r;
+	if (msg->user_len && !is_block(msg))
+		return tfd_fail(NULL, 0, -EBUSY,
+				"the message carries raw user data (tfd_message_set_user_data)");
+	return 0;
+}
+
 /* Replace (or add) key's entry with type and value bytes; the block is rebuilt. */
 static int meta_set(struct tfd_message *msg, const char *key, int type, const void *val,
 		    size_t len)
@@ -205,17 +221,12 @@ static int meta_set(struct tfd_message *msg, const char *key, int type, const vo
 	char *blk;
 	int r;
 
-	if (!msg)
-		return tfd_fail(NULL, 0, -EINVAL, "message is NULL");
-	r = message_check_mutable(msg);
+	r = block_settable(msg);
 	if (r < 0)
 		return r;
 	r = key_check(key);
 	if (r < 0)
 		return r;
-	if (msg->user_len && !is_block(msg))
-		return tfd_fail(NULL, 0, -EBUSY,
-				"the message carries raw user data (tfd_message_set_user_data)");
 	if (is_block(msg)) {
 		r = walk(msg, key, 0, &old);
 		if (r < 0)
@@ -315,14 +326,9 @@ TFD_EXPORT int tfd_message_set_capture_time(struct tfd_message *msg, uint64_t ns
 {
 	int r;
 
-	if (!msg)
-		return tfd_fail(NULL, 0, -EINVAL, "message is NULL");
-	r = message_check_mutable(msg);
+	r = block_settable(msg);
 	if (r < 0)
 		return r;
-	if (msg->user_len && !is_block(msg))
-		return tfd_fail(NULL, 0, -EBUSY,
-				"the message carries raw user data (tfd_message_set_user_data)");
 	if (!msg->user_len) {
 		char hdr[META_HDR];
 

@@ -193,7 +193,7 @@ static int uring_open(struct notify *n)
 	pthread_once(&atfork_once, atfork_register);
 	u = calloc(1, sizeof(*u));
 	if (!u)
-		return -ENOMEM;
+		return fail_nomem();
 	r = uring_make(u);
 	if (r < 0) {
 		free(u);
@@ -429,7 +429,7 @@ static int poll_open(struct notify *n)
 	struct rx_slot *s = malloc(sizeof(*s));
 
 	if (!s)
-		return -ENOMEM;
+		return fail_nomem();
 	n->priv = s;
 	return 0;
 }

@@ -132,7 +132,7 @@ int pool_loan(struct pool *p, uint64_t size, struct tfd_buffer **ret)
 
 		bufs = realloc(p->bufs, cap * sizeof(*bufs));
 		if (!bufs)
-			return -ENOMEM;
+			return fail_nomem();
 		p->bufs = bufs;
 		p->cap = cap;
 	}

@@ -132,7 +132,7 @@ TFD_EXPORT int tfd_runtime_dir(char *buf, size_t len)
 	bool shared_tmp;
 
 	if (!buf || !len)
-		return -EINVAL;
+		return fail_args();
 	return runtime_dir(buf, len, &shared_tmp);
 }
 
@@ -194,7 +194,7 @@ TFD_EXPORT int tfd_topic_path(const char *topic, char *buf, size_t len)
 	if (r < 0)
 		return r;
 	if (!buf)
-		return -EINVAL;
+		return fail_args();
 	r = tfd_runtime_dir(dir, sizeof(dir));
 	if (r < 0)
 		return r;

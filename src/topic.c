@@ -344,7 +344,7 @@ static int peer_add(struct tfd_publisher *pub, struct tfd_channel *ch)
 	return 1;
 nomem:
 	tfd_channel_unref(ch);
-	return -ENOMEM;
+	return fail_nomem();
 }
 
 /* --- publisher: introspection and connections not yet classified --- */
@@ -682,7 +682,7 @@ TFD_EXPORT int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms)
 	int n, r;
 
 	if (!pub)
-		return -EINVAL;
+		return fail_args();
 	n = pub_process(pub, true);
 	if (n != 0 || timeout_ms == 0)
 		return n;
@@ -737,7 +737,7 @@ TFD_EXPORT int tfd_publisher_new(const char *topic, unsigned int flags, struct t
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_new");
 	pub = calloc(1, sizeof(*pub));
 	if (!pub)
-		return -ENOMEM;
+		return fail_nomem();
 	pub->refs = 1;
 	pub->owner = getpid();
 	pub->created = tfd_now_ns();
@@ -813,7 +813,7 @@ TFD_EXPORT int tfd_publisher_set_pool_limits(struct tfd_publisher *pub, unsigned
 					     uint64_t max_bytes)
 {
 	if (!pub || !max_buffers || !max_bytes)
-		return -EINVAL;
+		return fail_args();
 	pub->pool.max_buffers = max_buffers;
 	pub->pool.max_bytes = max_bytes;
 	return 0;
@@ -824,7 +824,7 @@ TFD_EXPORT int tfd_publisher_set_queue(struct tfd_publisher *pub, unsigned int d
 {
 	if (!pub || depth == 0 || depth > 65536 || block_timeout_ms < -1 ||
 	    (policy != TFD_DROP_OLDEST && policy != TFD_BLOCK))
-		return -EINVAL;
+		return fail_args();
 	if (pub->n_peers)
 		return tfd_fail(pub->err, sizeof(pub->err), -EBUSY,
 				"the queue depth is set before the first subscriber attaches");
@@ -839,7 +839,7 @@ static int id_append(uint32_t **ids, size_t *n, uint32_t id)
 	uint32_t *v = realloc(*ids, (*n + 1) * sizeof(*v));
 
 	if (!v)
-		return -ENOMEM;
+		return fail_nomem();
 	v[(*n)++] = id;
 	*ids = v;
 	return 0;
@@ -925,7 +925,7 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	int r;
 
 	if (!pub || !ret)
-		return -EINVAL;
+		return fail_args();
 	/* buffers come back through releases: take them in first */
 	pub_process(pub, false);
 	r = pool_loan(&pub->pool, size, ret);
@@ -1240,7 +1240,7 @@ TFD_EXPORT int tfd_publisher_get_stats(const struct tfd_publisher *pub,
 				       struct tfd_publisher_stats *stats)
 {
 	if (!pub || !stats)
-		return -EINVAL;
+		return fail_args();
 	*stats = pub->stats;
 	stats->subscribers = pub->n_peers;
 	pool_stats(&pub->pool, &stats->pool_buffers, &stats->pool_bytes, &stats->pool_buffers_busy,
@@ -1254,7 +1254,7 @@ TFD_EXPORT int tfd_publisher_get_subscriber(const struct tfd_publisher *pub, uns
 	const struct peer *p;
 
 	if (!pub || !info)
-		return -EINVAL;
+		return fail_args();
 	if (index >= pub->n_peers)
 		return -ENOENT;
 	p = pub->peers[index];
@@ -1433,7 +1433,7 @@ TFD_EXPORT int tfd_subscriber_new(const char *topic, unsigned int flags,
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_subscriber_new");
 	sub = calloc(1, sizeof(*sub));
 	if (!sub)
-		return -ENOMEM;
+		return fail_nomem();
 	sub->refs = 1;
 	sub->epfd = -1;
 	sub->timerfd = -1;
@@ -1513,7 +1513,7 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 	int r;
 
 	if (!sub || !ret)
-		return -EINVAL;
+		return fail_args();
 	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
 	for (;;) {
 		if (sub->refused)
@@ -1582,7 +1582,7 @@ TFD_EXPORT int tfd_subscriber_get_stats(const struct tfd_subscriber *sub,
 					struct tfd_subscriber_stats *stats)
 {
 	if (!sub || !stats)
-		return -EINVAL;
+		return fail_args();
 	*stats = sub->stats;
 	return 0;
 }
@@ -1669,10 +1669,10 @@ TFD_EXPORT int tfd_subscriber_wait(struct tfd_subscriber *const *subs, unsigned 
 	int count = 0, r;
 
 	if (!subs || !n || !ready || n > 1024)
-		return -EINVAL;
+		return fail_args();
 	for (i = 0; i < n; i++) {
 		if (!subs[i])
-			return -EINVAL;
+			return fail_args();
 		/* one that waits for its publisher may attach now */
 		if (!subs[i]->ch && !subs[i]->refused)
 			sub_attach(subs[i]);
@@ -1694,7 +1694,7 @@ TFD_EXPORT int tfd_subscriber_wait(struct tfd_subscriber *const *subs, unsigned 
 	/* io_uring unavailable: the same wait with poll(2) */
 	pfd = calloc(n, sizeof(*pfd));
 	if (!pfd)
-		return -ENOMEM;
+		return fail_nomem();
 	for (i = 0; i < n; i++)
 		pfd[i] = (struct pollfd){ .fd = subs[i]->epfd, .events = POLLIN };
 	r = poll(pfd, n, timeout_ms);

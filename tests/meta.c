@@ -105,6 +105,11 @@ static void misuse(void)
 	   "typed metadata does not overwrite raw user data (-EBUSY)");
 	ok(tfd_message_meta_count(m) == 0, "raw user data has no entries");
 	tfd_message_unref(m);
+
+	/* a failing call leaves its own reason, not the one before it */
+	ok(tfd_message_set_int(NULL, "x", 1) == -EINVAL && tfd_channel_get_stats(NULL, NULL) ==
+		   -EINVAL && strstr(tfd_last_error(), "tfd_channel_get_stats"),
+	   "a bare -EINVAL names its call (%s)", tfd_last_error());
 }
 
 /* A block as a peer might forge it, sent as raw user data. */

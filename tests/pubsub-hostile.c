@@ -46,21 +46,6 @@ static int publish_now(struct tfd_publisher *pub, uint64_t value)
 	return r;
 }
 
-static int wait_subscribers(struct tfd_publisher *pub, uint64_t n)
-{
-	struct tfd_publisher_stats st;
-	uint64_t end = now_ms() + 5000;
-
-	for (;;) {
-		tfd_publisher_get_stats(pub, &st);
-		if (st.subscribers == n)
-			return 0;
-		if (now_ms() > end)
-			return -ETIMEDOUT;
-		tfd_publisher_dispatch(pub, 10);
-	}
-}
-
 /* Pinners let go leave: count those that came. */
 static int wait_attached_total(struct tfd_publisher *pub, uint64_t n)
 {
@@ -134,7 +119,7 @@ static void silent_connections(void)
 	uint64_t start, end, published = 0, next_connect, peak = 0;
 
 	if (tfd_publisher_new("silent", 0, &pub) < 0 || tfd_subscriber_new("silent", 0, &rd.sub) < 0 ||
-	    wait_subscribers(pub, 1) < 0) {
+	    tfd_publisher_wait_subscribers(pub, 1, 5000) < 0) {
 		printf("Bail out! cannot set up the topic: %s\n", tfd_last_error());
 		exit(1);
 	}
@@ -212,7 +197,7 @@ static void pinning_subscribers(void)
 	uint64_t published = 0;
 
 	if (tfd_publisher_new("pinned", 0, &pub) < 0 || tfd_subscriber_new("pinned", 0, &rd.sub) < 0 ||
-	    wait_subscribers(pub, 1) < 0) {
+	    tfd_publisher_wait_subscribers(pub, 1, 5000) < 0) {
 		printf("Bail out! cannot set up the topic: %s\n", tfd_last_error());
 		exit(1);
 	}
@@ -451,7 +436,8 @@ static void queued_go_first(void)
 	if (tfd_publisher_new("queued", 0, &pub) < 0 ||
 	    tfd_publisher_set_queue(pub, 4, TFD_DROP_OLDEST, 0) < 0 ||
 	    tfd_publisher_set_pool_limits(pub, 8, 1 << 20) < 0 ||
-	    tfd_subscriber_new("queued", 0, &sub) < 0 || wait_subscribers(pub, 1) < 0) {
+	    tfd_subscriber_new("queued", 0, &sub) < 0 ||
+	    tfd_publisher_wait_subscribers(pub, 1, 5000) < 0) {
 		printf("Bail out! queued: %s\n", tfd_last_error());
 		exit(1);
 	}
