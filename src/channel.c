@@ -179,20 +179,6 @@ static int ch_notify(struct tfd_channel *ch)
 	return 0;
 }
 
-static int wait_ms(uint64_t deadline)
-{
-	uint64_t now = tfd_now_ns();
-
-	if (now >= deadline)
-		return 0;
-	return (int)((deadline - now + 999999) / 1000000);
-}
-
-static uint64_t deadline_of(int timeout_ms)
-{
-	return timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
-}
-
 static int ch_process(struct tfd_channel *ch, struct rx_packet *pkt, struct tfd_message **ret);
 static int ch_sweep(struct tfd_channel *ch, uint64_t deadline);
 
@@ -223,7 +209,7 @@ static int ch_wait_writable(struct tfd_channel *ch, uint64_t deadline)
 		return r;
 	pfd[0] = (struct pollfd){ .fd = ch->sockfd, .events = POLLOUT };
 	pfd[1] = (struct pollfd){ .fd = notify_fd(&ch->notify), .events = POLLIN };
-	ms = deadline == UINT64_MAX ? -1 : wait_ms(deadline);
+	ms = ms_left(deadline, -1);
 	if (ms == 0)
 		return ch_fail(ch, -ETIMEDOUT, "peer does not take messages (send timeout)");
 	r = poll(pfd, 2, ms);
@@ -713,7 +699,7 @@ out:
  */
 static int ch_pump(struct tfd_channel *ch, int timeout_ms, struct tfd_message **ret)
 {
-	uint64_t deadline = deadline_of(timeout_ms);
+	uint64_t deadline = deadline_after(timeout_ms);
 	struct rx_packet pkt;
 	struct tfd_message *m;
 	int r, ms = timeout_ms, handled = 0;
@@ -751,7 +737,7 @@ static int ch_pump(struct tfd_channel *ch, int timeout_ms, struct tfd_message **
 				return r;
 		}
 		/* dispatch drains without waiting once something was handled */
-		ms = ret ? (deadline == UINT64_MAX ? -1 : wait_ms(deadline)) : 0;
+		ms = ret ? ms_left(deadline, -1) : 0;
 		if (ret && ms == 0 && timeout_ms != 0)
 			return -ETIMEDOUT;
 	}
@@ -793,7 +779,7 @@ TFD_EXPORT int tfd_channel_dispatch(struct tfd_channel *ch, int timeout_ms)
 	if (r == -EAGAIN || r == -ETIMEDOUT)
 		r = 0;
 	if (r >= 0 && !ch->dead) {
-		int s = ch_sweep(ch, deadline_of(ch->send_timeout_ms));
+		int s = ch_sweep(ch, deadline_after(ch->send_timeout_ms));
 
 		if (s < 0)
 			return s;
@@ -929,7 +915,7 @@ int channel_send_seq(struct tfd_channel *ch, struct tfd_message *msg, uint64_t s
 		return fail_args();
 	if (ch->dead)
 		return ch->dead;
-	deadline = deadline_of(ch->send_timeout_ms);
+	deadline = deadline_after(ch->send_timeout_ms);
 	ch_flush_releases(ch);
 	/* Take in releases that arrived (no system call with io_uring). */
 	r = ch_pump(ch, 0, NULL);
@@ -1013,7 +999,7 @@ static int send_hello(struct tfd_channel *ch)
 	wire_hdr_init(&h.h, WIRE_HELLO, sizeof(h));
 	h.max_packet = WIRE_MAX_PACKET;
 	h.pid = (uint64_t)getpid();
-	return ch_sendmsg(ch, &h, sizeof(h), NULL, 0, deadline_of(1000));
+	return ch_sendmsg(ch, &h, sizeof(h), NULL, 0, deadline_after(1000));
 }
 
 /* Takes ownership of sockfd, even on failure. */

@@ -196,5 +196,9 @@ int listener_new_at(int dirfd, const char *name, const char *path, int mode,
 
 /* --- time --- */
 uint64_t tfd_now_ns(void);
+/* UINT64_MAX for a negative timeout (no deadline) */
+uint64_t deadline_after(int timeout_ms);
+/* ms a wait may take before deadline: cap_ms (-1: none) without one, 0 once passed */
+int ms_left(uint64_t deadline, int cap_ms);
 
 #endif

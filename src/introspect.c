@@ -27,7 +27,6 @@ static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 {
 	char err[256];
 	struct pollfd pfd;
-	uint64_t now;
 	ssize_t n;
 	int ms;
 
@@ -37,10 +36,9 @@ static ssize_t recv_pkt(int fd, char *buf, size_t cap, uint64_t deadline)
 			return tfd_fail(NULL, 0, -EBADMSG, "the publisher sent: %s", err);
 		if (n != -EAGAIN)
 			return n;
-		now = tfd_now_ns();
-		if (now >= deadline)
+		ms = ms_left(deadline, -1);
+		if (ms == 0)
 			return -ETIMEDOUT;
-		ms = deadline == UINT64_MAX ? -1 : (int)((deadline - now + 999999) / 1000000);
 		pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
 		if (poll(&pfd, 1, ms) < 0 && errno != EINTR)
 			return -errno;
@@ -206,7 +204,7 @@ TFD_EXPORT int tfd_topic_query(const char *topic, int timeout_ms, struct tfd_top
 
 	if (!ret || timeout_ms < -1)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_topic_query");
-	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	deadline = deadline_after(timeout_ms);
 	topic = topic_name(topic);
 	r = tfd_topic_path(topic, path, sizeof(path));
 	if (r < 0)

@@ -268,11 +268,9 @@ TFD_EXPORT int tfd_listener_accept(struct tfd_listener *l, int timeout_ms, struc
 			return -EAGAIN;
 		ms = timeout_ms;
 		if (timeout_ms > 0) {
-			uint64_t now = tfd_now_ns();
-
-			if (now >= deadline)
+			ms = ms_left(deadline, -1);
+			if (ms == 0)
 				return -ETIMEDOUT;
-			ms = (int)((deadline - now + 999999) / 1000000);
 		}
 		pfd = (struct pollfd){ .fd = l->fd, .events = POLLIN };
 		r = poll(&pfd, 1, ms);

@@ -52,11 +52,3 @@ int tfd_fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
 	tfd_log(TFD_LOG_DEBUG, "%s (%s)", last_error, strerror(-err));
 	return err;
 }
-
-uint64_t tfd_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}

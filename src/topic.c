@@ -695,12 +695,9 @@ TFD_EXPORT int tfd_publisher_dispatch(struct tfd_publisher *pub, int timeout_ms)
 /* TFD_BLOCK: wait until every subscriber has room, or the timeout passes. */
 static int pub_wait_room(struct tfd_publisher *pub)
 {
-	uint64_t deadline = pub->block_timeout_ms < 0
-				    ? UINT64_MAX
-				    : tfd_now_ns() + (uint64_t)pub->block_timeout_ms * 1000000;
-	uint64_t now;
+	uint64_t deadline = deadline_after(pub->block_timeout_ms);
 	size_t i;
-	int r;
+	int r, ms;
 
 	for (;;) {
 		for (i = 0; i < pub->n_peers; i++)
@@ -708,13 +705,12 @@ static int pub_wait_room(struct tfd_publisher *pub)
 				break;
 		if (i == pub->n_peers)
 			return 0;
-		now = tfd_now_ns();
-		if (now >= deadline)
+		ms = ms_left(deadline, -1);
+		if (ms == 0)
 			return tfd_fail(pub->err, sizeof(pub->err), -ETIMEDOUT,
 					"subscriber pid %d has no room (blocking policy, %d ms)",
 					pub->peers[i]->info.pid, pub->block_timeout_ms);
-		r = pub_wait(pub, deadline == UINT64_MAX ? -1
-							 : (int)((deadline - now + 999999) / 1000000));
+		r = pub_wait(pub, ms);
 		if (r < 0)
 			return r;
 		r = pub_process(pub, true);
@@ -1048,25 +1044,24 @@ TFD_EXPORT int tfd_publisher_send(struct tfd_publisher *pub, struct tfd_message 
 TFD_EXPORT int tfd_publisher_wait_subscribers(struct tfd_publisher *pub, unsigned int n,
 					      int timeout_ms)
 {
-	uint64_t deadline, now;
-	int r;
+	uint64_t deadline;
+	int r, ms;
 
 	if (!pub || timeout_ms < -1)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_publisher_wait_subscribers");
-	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	deadline = deadline_after(timeout_ms);
 	for (;;) {
 		r = pub_process(pub, true);
 		if (r < 0)
 			return r;
 		if (pub->n_peers >= n)
 			return 0;
-		now = tfd_now_ns();
-		if (now >= deadline)
+		ms = ms_left(deadline, -1);
+		if (ms == 0)
 			return tfd_fail(pub->err, sizeof(pub->err), -ETIMEDOUT,
 					"%zu of %u subscribers of %s attached within %d ms",
 					pub->n_peers, n, pub->topic, timeout_ms);
-		r = pub_wait(pub, deadline == UINT64_MAX ? -1 :
-				  (int)((deadline - now + 999999) / 1000000));
+		r = pub_wait(pub, ms);
 		if (r < 0)
 			return r;
 	}
@@ -1489,19 +1484,6 @@ TFD_EXPORT struct tfd_subscriber *tfd_subscriber_unref(struct tfd_subscriber *su
 	return NULL;
 }
 
-static int wait_slice(uint64_t deadline, int cap_ms)
-{
-	uint64_t now = tfd_now_ns();
-	int ms;
-
-	if (deadline == UINT64_MAX)
-		return cap_ms;
-	if (now >= deadline)
-		return 0;
-	ms = (int)((deadline - now + 999999) / 1000000);
-	return cap_ms >= 0 && ms > cap_ms ? cap_ms : ms;
-}
-
 TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 				   struct tfd_message **ret)
 {
@@ -1514,7 +1496,7 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 
 	if (!sub || !ret)
 		return fail_args();
-	deadline = timeout_ms < 0 ? UINT64_MAX : tfd_now_ns() + (uint64_t)timeout_ms * 1000000;
+	deadline = deadline_after(timeout_ms);
 	for (;;) {
 		if (sub->refused)
 			return sub->refused;
@@ -1525,7 +1507,7 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 			sub_attach(sub);
 		}
 		if (sub->ch) {
-			r = tfd_channel_recv(sub->ch, wait_slice(deadline, -1), &m);
+			r = tfd_channel_recv(sub->ch, ms_left(deadline, -1), &m);
 			if (r == 0) {
 				uint64_t seq = tfd_message_seq(m);
 
@@ -1565,10 +1547,10 @@ TFD_EXPORT int tfd_subscriber_recv(struct tfd_subscriber *sub, int timeout_ms,
 		}
 		if (timeout_ms == 0)
 			return -EAGAIN;
-		if (wait_slice(deadline, -1) == 0)
+		if (ms_left(deadline, -1) == 0)
 			return sub_empty(sub, -ETIMEDOUT, timeout_ms);
 		pfd = (struct pollfd){ .fd = sub->timerfd, .events = POLLIN };
-		if (poll(&pfd, 1, wait_slice(deadline, ATTACH_RETRY_MS)) < 0 && errno == EINTR)
+		if (poll(&pfd, 1, ms_left(deadline, ATTACH_RETRY_MS)) < 0 && errno == EINTR)
 			return -EINTR;
 	}
 }
