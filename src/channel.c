@@ -1263,11 +1263,6 @@ int channel_sockfd(const struct tfd_channel *ch)
 	return ch->sockfd;
 }
 
-int channel_dead(const struct tfd_channel *ch)
-{
-	return ch->dead;
-}
-
 /* The error the peer's REFUSE named, 0 if it sent none: only that is a refusal. */
 int channel_peer_refused(const struct tfd_channel *ch)
 {

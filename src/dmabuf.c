@@ -36,13 +36,6 @@
 #define UDMABUF_PATH	"/dev/udmabuf"
 #define DRM_CARDS	16	/* /dev/dri/card0 .. card15 */
 
-static uint64_t round_page(uint64_t size)
-{
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-
-	return (size + page - 1) / page * page;
-}
-
 /*
  * Is fd a dma-buf, and how large? Every dma-buf file lives on the kernel's
  * dma-buf pseudo filesystem whatever its exporter, so its magic says what
@@ -322,7 +315,7 @@ TFD_EXPORT int tfd_dmabuf_new(uint64_t size, enum tfd_dmabuf_source source, unsi
 	if (!ret || size == 0 || size > (uint64_t)INT64_MAX / 2 || flags ||
 	    (unsigned int)source > TFD_DMABUF_DRM)
 		return tfd_fail(NULL, 0, -EINVAL, "bad arguments to tfd_dmabuf_new");
-	size = round_page(size);
+	size = page_round(size);
 	first = source == TFD_DMABUF_ANY ? TFD_DMABUF_HEAP : (int)source;
 	last = source == TFD_DMABUF_ANY ? TFD_DMABUF_DRM : (int)source;
 	for (s = first; s <= last; s++) {

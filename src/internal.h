@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <limits.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -128,7 +129,6 @@ size_t channel_held(const struct tfd_channel *ch);
 size_t channel_queued(const struct tfd_channel *ch);
 int channel_sockfd(const struct tfd_channel *ch);
 int channel_refuse(struct tfd_channel *ch, int error, const char *reason);
-int channel_dead(const struct tfd_channel *ch);
 int channel_peer_refused(const struct tfd_channel *ch);
 int unix_address(const char *path, struct sockaddr_un *sa, socklen_t *len);
 int unix_connect(const char *path, uint64_t deadline);
@@ -195,6 +195,14 @@ int listener_new_at(int dirfd, const char *name, const char *path, int mode,
 		    struct tfd_listener **ret);
 
 /* --- time --- */
+/* size rounded up to whole pages */
+static inline uint64_t page_round(uint64_t size)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	return (size + page - 1) / page * page;
+}
+
 uint64_t tfd_now_ns(void);
 /* UINT64_MAX for a negative timeout (no deadline) */
 uint64_t deadline_after(int timeout_ms);

@@ -55,25 +55,11 @@ static void slot_reset(struct rx_slot *s)
 
 void notify_collect_fds(struct msghdr *mh, struct rx_packet *pkt)
 {
-	struct cmsghdr *c;
-	size_t i, n;
-	int fd;
+	unsigned int dropped;
 
-	pkt->nfds = 0;
-	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < n; i++) {
-			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (pkt->nfds < NOTIFY_MAX_FDS) {
-				pkt->fds[pkt->nfds++] = fd;
-			} else {
-				peerfd_close(fd);
-				pkt->msg_flags |= MSG_CTRUNC;
-			}
-		}
-	}
+	pkt->nfds = peerfd_collect(mh, pkt->fds, NOTIFY_MAX_FDS, &dropped);
+	if (dropped)
+		pkt->msg_flags |= MSG_CTRUNC;
 }
 
 static void packet_from_slot(struct rx_slot *s, ssize_t len, struct rx_packet *pkt)

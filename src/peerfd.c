@@ -245,15 +245,39 @@ unsigned long peerfd_outstanding(void)
 	return n;
 }
 
+unsigned int peerfd_collect(struct msghdr *mh, int *fds, unsigned int max, unsigned int *dropped)
+{
+	unsigned int n = 0, extra = 0;
+	struct cmsghdr *c;
+	size_t i, k;
+	int fd;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (n < max) {
+				fds[n++] = fd;
+			} else {
+				peerfd_close(fd);
+				extra++;
+			}
+		}
+	}
+	if (dropped)
+		*dropped = extra;
+	return n;
+}
+
 ssize_t peerfd_recv_bare(int sockfd, void *buf, size_t cap, char *errbuf, size_t errlen)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * PEER_CMSG_FDS)] __attribute__((aligned(8)));
 	struct iovec iov = { .iov_base = buf, .iov_len = cap };
 	int fds[PEER_CMSG_FDS];
-	struct cmsghdr *c;
 	struct msghdr mh;
-	unsigned int nfds = 0;
-	size_t i, k;
+	unsigned int nfds;
 	ssize_t n;
 
 	do {
@@ -263,13 +287,7 @@ ssize_t peerfd_recv_bare(int sockfd, void *buf, size_t cap, char *errbuf, size_t
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
-	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (i = 0; i < k && nfds < PEER_CMSG_FDS; i++)
-			memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-	}
+	nfds = peerfd_collect(&mh, fds, PEER_CMSG_FDS, NULL);
 	if (nfds) {
 		peerfd_close_many(fds, nfds);
 		return tfd_fail(errbuf, errlen, -EBADMSG,

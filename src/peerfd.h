@@ -25,6 +25,12 @@
 /* Close an fd a peer sent, never blocking on what the peer controls; fd < 0 is ignored. */
 void peerfd_close(int fd);
 void peerfd_close_many(int *fds, unsigned int n);
+/*
+ * The fds of a received message's SCM_RIGHTS headers, in order: up to max
+ * into fds; any beyond are closed here. Returns how many were kept;
+ * *dropped (if not NULL) says how many were not.
+ */
+unsigned int peerfd_collect(struct msghdr *mh, int *fds, unsigned int max, unsigned int *dropped);
 
 /*
  * One packet from sockfd (non-blocking) on a connection whose protocol

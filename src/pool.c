@@ -77,13 +77,6 @@ void pool_disown(struct pool *p, struct tfd_buffer *b)
 		}
 }
 
-static uint64_t round_page(uint64_t size)
-{
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-
-	return (size + page - 1) / page * page;
-}
-
 int pool_loan(struct pool *p, uint64_t size, struct tfd_buffer **ret)
 {
 	struct tfd_buffer *b, **bufs;
@@ -92,7 +85,7 @@ int pool_loan(struct pool *p, uint64_t size, struct tfd_buffer **ret)
 
 	if (size == 0)
 		return tfd_fail(NULL, 0, -EINVAL, "a loan of 0 bytes");
-	size = round_page(size);
+	size = page_round(size);
 	/*
 	 * Next fit: buffers come back in about the order they went out, so
 	 * the one after the last loan is the likeliest free one, and a free
