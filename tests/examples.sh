@@ -39,7 +39,7 @@ tap() {
 	fi
 }
 
-echo "1..6"
+echo "1..7"
 run "$b/examples/hello"
 tap "examples/hello" "$(why_failed)"
 run "$b/examples/dmabuf"
@@ -71,8 +71,23 @@ rm -rf "$rundir"
 # every example answers --help with a usage line and exit 0
 why=""
 out=""
-for e in hello dmabuf demo publisher subscriber; do
+for e in hello dmabuf demo publisher subscriber $( [ -x "$b/examples/cuda" ] && echo cuda); do
 	run "$b/examples/$e" --help
 	[ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '^usage: ' || why="${why:+$why, }$e --help (exit $rc)"
 done
 tap "every example answers --help with its usage" "$why"
+
+# the CUDA example, where configure found the toolkit: a GPU tensor to a
+# child, or a note that there is no GPU here (exit 0 either way)
+if [ -x "$b/examples/cuda" ]; then
+	run "$b/examples/cuda"
+	if [ "$rc" -eq 0 ] && printf '%s' "$out" | grep -q "no usable GPU"; then
+		n=$((n + 1))
+		echo "ok $n - examples/cuda # SKIP $(printf '%s' "$out" | head -1)"
+	else
+		tap "examples/cuda (a GPU tensor to a child, read in place)" "$(why_failed)"
+	fi
+else
+	n=$((n + 1))
+	echo "ok $n - examples/cuda # SKIP not built (no CUDA toolkit with libcudart)"
+fi

@@ -53,7 +53,8 @@ build_tree() {
 	static=
 	[ -n "${STATIC_URING:-}" ] && static='LIBURING_LIBS=-l:liburing.a'
 	(cd "$dir" && make -j"$jobs" $static libtensorfd.la tests/gpu/gpu-test tests/cuda \
-		tests/fake-libcuda.la) >"$dir/make.out" 2>&1 ||
+		tests/fake-libcuda.la && { [ ! -e "${CUDA_HOME:-/usr/local/cuda}/lib64/libcudart.so" ] ||
+		make examples/cuda; }) >"$dir/make.out" 2>&1 ||
 		{ fail "build: make failed: $(tail -5 "$dir/make.out" | tr '\n' ' ')"; return 1; }
 	say "INFO build: $dir built in $(($(date +%s) - t0)) s"
 }
@@ -96,6 +97,15 @@ if (cd "$build" && top_builddir=. timeout 60 ./tests/cuda) >"$build/cuda.tap" 2>
 	say "PASS loading: tests/cuda ($(grep -c '^ok' "$build/cuda.tap") checks)"
 else
 	fail "loading: tests/cuda: $(grep '^not ok' "$build/cuda.tap" | head -3 | tr '\n' ' ')"
+fi
+
+# --- the CUDA example, as a user would run it ---
+if [ -x "$build/examples/cuda" ]; then
+	if out=$(timeout 60 "$build/examples/cuda" 2>&1) && printf '%s' "$out" | grep -q ': ok'; then
+		say "PASS example: examples/cuda: $out"
+	else
+		fail "example: examples/cuda: $out"
+	fi
 fi
 
 # --- the GPU checks ---
