@@ -99,11 +99,25 @@ if [ -x "$builddir/tests/meta-peer" ]; then
 	ok $? "and no raw user_data line for it"
 	# it exits once a subscriber came, taking its socket with it
 	wait "$last"
+	# through a recording and its replay, the metadata and capture time stay
+	bg "$builddir/tests/meta-peer" pub meta/rec
+	wait_socket meta/rec
+	rc_is 0 "tensorfd-record of a message with typed metadata" \
+		"$T/tensorfd-record" --count 1 -o "$dir/meta.tfd" meta/rec
+	wait "$last"
+	bg "$T/tensorfd-play" --wait-subscribers 1 --remap meta/rec=meta/replay "$dir/meta.tfd"
+	wait_socket meta/replay
+	rc_is 0 "tensorfd-echo of its replay" "$T/tensorfd-echo" --once meta/replay
+	grep -q '^  frame: -7$' "$dir/out" && grep -q '^  calib: <3 bytes: 000102>$' "$dir/out" &&
+		grep -q "^  capture time 1234.567890123 " "$dir/out"
+	ok $? "the replayed message has its metadata and capture time"
+	wait "$last"
 else
 	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
 	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
 	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
 	n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"
+	for i in 1 2 3; do n=$((n + 1)); echo "ok $n # SKIP tests/meta-peer not built"; done
 fi
 
 # --- nothing there ---
