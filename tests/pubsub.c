@@ -603,6 +603,22 @@ static int big_subscriber(struct rss_report *rep)
 	return 0;
 }
 
+/*
+ * RssAnon grew by less than 1 MiB: nothing was copied into private memory.
+ * Under ASan it says nothing: touching a 64 MiB mapping writes 8 MiB of
+ * ASan's shadow memory, which is anonymous (measured: a memset of a 64 MiB
+ * memfd mapping, RssAnon +8236 kB under ASan, +4 kB without).
+ */
+static void anon_check(long growth, const char *what)
+{
+#ifdef __SANITIZE_ADDRESS__
+	skip("%s: RssAnon grew %ld kB, ASan's shadow of the mapping; says nothing here", what,
+	     growth);
+#else
+	ok(growth < 1024, "%s: RssAnon grew %ld kB", what, growth);
+#endif
+}
+
 static void shared_pages(void)
 {
 	struct tfd_publisher *pub = NULL;
@@ -612,6 +628,7 @@ static void shared_pages(void)
 	struct tfd_buffer *b;
 	long anon0, shmem0, anon, shmem, worst = 0;
 	int fds0 = count_fds(), k, n, r = 0;
+	char what[64];
 	pid_t pid[2];
 	uint64_t i, t0;
 
@@ -650,7 +667,7 @@ static void shared_pages(void)
 		} while (st.pool_buffers_busy && now_ms() - t0 < 10000);
 	}
 	ok(r == 0 && i == 3, "published three 64 MiB tensors");
-	ok(worst < 1024, "the publisher filled them in place: RssAnon grew %ld kB", worst);
+	anon_check(worst, "the publisher filled them in place");
 	tfd_publisher_get_stats(pub, &st);
 	ok(st.pool_buffers == 1, "from one pool buffer (%llu)", (unsigned long long)st.pool_buffers);
 	for (k = 0, n = 0; k < 2; k++)
@@ -661,8 +678,8 @@ static void shared_pages(void)
 		ok(rep[k].shmem_growth >= (long)(BIG >> 10) - 1024,
 		   "subscriber %d: RssShmem grew %ld kB (the pages are mapped)", k,
 		   rep[k].shmem_growth);
-		ok(rep[k].anon_growth < 1024, "subscriber %d: RssAnon grew %ld kB (not copied)", k,
-		   rep[k].anon_growth);
+		snprintf(what, sizeof(what), "subscriber %d: not copied", k);
+		anon_check(rep[k].anon_growth, what);
 	}
 	tfd_publisher_unref(pub);
 	munmap(rep, sizeof(*rep) * 2);
