@@ -916,14 +916,15 @@ static bool reclaim(struct tfd_publisher *pub)
 	return true;
 }
 
-TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret)
+/*
+ * A pool buffer, releases already taken in by the caller's entry point:
+ * publish's copies and the loan calls each process subscribers once, not
+ * once per buffer.
+ */
+static int loan_buffer(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret)
 {
 	int r;
 
-	if (!pub || !ret)
-		return fail_args();
-	/* buffers come back through releases: take them in first */
-	pub_process(pub, false);
 	r = pool_loan(&pub->pool, size, ret);
 	/* a subscriber far behind does not make the loan fail for the others:
 	 * waiting messages go first, then the subscriber furthest behind */
@@ -932,6 +933,15 @@ TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, stru
 	if (r < 0)
 		return pub_fail(pub, r, "loan");
 	return 0;
+}
+
+TFD_EXPORT int tfd_publisher_loan(struct tfd_publisher *pub, uint64_t size, struct tfd_buffer **ret)
+{
+	if (!pub || !ret)
+		return fail_args();
+	/* buffers come back through releases: take them in first */
+	pub_process(pub, false);
+	return loan_buffer(pub, size, ret);
 }
 
 /* A pool buffer laid out for one dense tensor. */
@@ -1159,7 +1169,7 @@ static int outgoing(struct tfd_publisher *pub, struct tfd_message *msg, struct t
 		}
 		r = tfd_layout_span(&l, &lo, &hi);
 		if (r >= 0)
-			r = tfd_publisher_loan(pub, hi > lo ? hi - lo : 1, &b);
+			r = loan_buffer(pub, hi > lo ? hi - lo : 1, &b);
 		if (r < 0)
 			break;
 		memcpy(b->map, (char *)msg->t[i].buf->map + lo, hi - lo);
